@@ -1,0 +1,52 @@
+# Set-up is two commands: `make run` and `make test` (see README.md).
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+# Debian packages the test suite drives for real: promtool, prometheus, amtool.
+DEBIAN_TEST_PACKAGES := prometheus prometheus-alertmanager
+
+.PHONY: run test lint format system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/backup-monitor demo --dir demo-backups
+
+# Installs the Debian packages when it can (root with apt); elsewhere the tests that
+# need a missing one are skipped with its name (an error when CI=true).
+system-deps:
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "warning: cannot install$$missing (not root or no apt); tests needing them are skipped"; \
+	  fi; \
+	fi
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: $(VENV)/.installed-test system-deps lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) demo-backups .pytest_cache .ruff_cache

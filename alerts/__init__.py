@@ -1,0 +1,1 @@
+"""Threshold checks, alert state, notification delivery and the bundled Prometheus rules."""

@@ -1,0 +1,174 @@
+"""The ``backup-monitor`` command line."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from exporter import __version__
+from exporter.config import Config, ConfigError, load_config, parse_target_spec, render_config
+from exporter.logs import setup_logging
+
+EXIT_CONFIG = 2
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"backup-monitor: {message}", err=True)
+    sys.exit(code)
+
+
+def _load(
+    config_path: str | None, targets: tuple[str, ...], require_targets: bool = True, **flags: Any
+) -> Config:
+    overrides: dict[str, Any] = dict(flags)
+    if targets:
+        # Targets from the command line replace those of the file and the environment.
+        overrides["targets"] = [parse_target_spec(t) for t in targets]
+    try:
+        config = load_config(config_path, overrides=overrides)
+    except ConfigError as exc:
+        _fail(f"config error: {exc}", EXIT_CONFIG)
+    if require_targets and not config.targets:
+        _fail(
+            "config error: targets: no target configured "
+            "(use --target [NAME=]PATH, BACKUP_MONITOR_TARGETS or a config file)",
+            EXIT_CONFIG,
+        )
+    return config
+
+
+def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--target",
+        "-t",
+        "targets",
+        multiple=True,
+        metavar="[NAME=]PATH",
+        help="A backup directory to watch (repeatable); NAME defaults to its base name. "
+        "Replaces the targets of the config file.",
+    )(func)
+    return click.option(
+        "--config",
+        "-c",
+        "config_path",
+        envvar="BACKUP_MONITOR_CONFIG",
+        metavar="FILE",
+        help="YAML configuration file [env: BACKUP_MONITOR_CONFIG].",
+    )(func)
+
+
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "--version", "-V", prog_name="backup-monitor")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Watch backup directories, publish Prometheus metrics and alert when backups go stale.
+
+    With no command, runs `serve` with the configuration from BACKUP_MONITOR_CONFIG
+    and the BACKUP_MONITOR_* environment variables.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+def _serve(config: Config) -> None:
+    from exporter.daemon import Daemon
+
+    setup_logging(config.log_level, config.log_format)
+    try:
+        daemon = Daemon(config)
+    except OSError as exc:
+        _fail(f"cannot listen on {config.listen}: {exc.strerror or exc}", 1)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    daemon.start()
+    click.echo(f"backup-monitor {__version__}: metrics at {daemon.url}", err=True)
+    while not stop.wait(1):
+        pass
+    daemon.stop()
+
+
+@main.command()
+@config_options
+@click.option("--listen", "-l", metavar="HOST:PORT", help="Address to serve on [default: :19117].")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Log verbosity [default: info].",
+)
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")
+def serve(
+    config_path: str | None = None,
+    targets: tuple[str, ...] = (),
+    listen: str | None = None,
+    log_level: str | None = None,
+    log_format: str | None = None,
+) -> None:
+    """Run the exporter and monitor in the foreground (the default command)."""
+    config = _load(config_path, targets, listen=listen, log_level=log_level, log_format=log_format)
+    _serve(config)
+
+
+@main.command()
+@config_options
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+def check(config_path: str | None, targets: tuple[str, ...], output: str) -> None:
+    """Scan every target once and report each check.
+
+    Exit status: 0 all pass, 1 a check fails, 2 bad configuration, 3 a target cannot be read.
+    """
+    from exporter.oneshot import exit_code, render_json, render_table, run_checks
+
+    config = _load(config_path, targets)
+    setup_logging("error", config.log_format)
+    reports, now = run_checks(config)
+    render = render_json if output == "json" else render_table
+    click.echo(render(reports, now), nl=False)
+    sys.exit(exit_code(reports))
+
+
+@main.group(name="config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command(name="check")
+@config_options
+def config_check(config_path: str | None, targets: tuple[str, ...]) -> None:
+    """Validate the configuration and print the effective result (exit 2 if invalid)."""
+    config = _load(config_path, targets, require_targets=False)
+    click.echo(render_config(config), nl=False)
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "directory",
+    default="demo-backups",
+    show_default=True,
+    help="Where to create the demo backups.",
+)
+@click.option("--listen", "-l", metavar="HOST:PORT", help="Address to serve on [default: :19117].")
+def demo(directory: str, listen: str | None) -> None:
+    """Create a demo backup directory (SQLite backups, one fresh) and serve it."""
+    from exporter.demo import make_demo_backups
+
+    made = make_demo_backups(Path(directory))
+    click.echo(f"demo: {len(made)} backups in {Path(directory).resolve()}", err=True)
+    _serve(_load(None, (f"demo={directory}",), listen=listen))

@@ -1,0 +1,166 @@
+"""The Prometheus collector: renders snapshots of every target at scrape time.
+
+No gauges are kept between scrapes, so a removed target leaves no stale
+series; ages are computed here, from the injected clock.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.index import Clock, TargetSnapshot
+from exporter.stats import WATCH_MODES, DaemonStats
+from exporter.supervisor import Target
+
+# (snapshot, target, now) -> {check name: passed}
+CheckEvaluator = Callable[[TargetSnapshot, Target, float], dict[str, bool]]
+
+_TARGET_HELP = {
+    "age_seconds": (
+        "gauge",
+        "Seconds since the newest backup was modified; +Inf when the target has no backup.",
+    ),
+    "newest_timestamp_seconds": (
+        "gauge",
+        "Modification time of the newest backup, in seconds since the epoch; 0 when none.",
+    ),
+    "oldest_timestamp_seconds": (
+        "gauge",
+        "Modification time of the oldest backup, in seconds since the epoch; 0 when none.",
+    ),
+    "count": (
+        "gauge",
+        "Number of backup files in the target. (Named _count on purpose, for dashboards "
+        "built on the original textfile script; not a histogram.)",
+    ),
+    "newest_size_bytes": ("gauge", "Size of the newest backup in bytes; 0 when none."),
+    "total_size_bytes": ("gauge", "Total size of all backups in the target, in bytes."),
+    "max_age_seconds": (
+        "gauge",
+        "Configured threshold: the newest backup must be at most this old (max_age).",
+    ),
+    "min_size_bytes": (
+        "gauge",
+        "Configured threshold: the newest backup must be at least this large (min_size).",
+    ),
+    "min_count": ("gauge", "Configured threshold: at least this many backups (min_count)."),
+    "check_ok": ("gauge", "1 if the named check passes for the target, 0 if it fails."),
+    "target_up": ("gauge", "1 if the target directory exists and can be read, 0 if not."),
+}
+
+
+class _Families:
+    """Metric families keyed by suffix, filled sample by sample."""
+
+    def __init__(self, prefix: str, help_texts: dict[str, tuple[str, str]]) -> None:
+        self.prefix = prefix
+        self.metrics = {
+            suffix: Metric(f"{prefix}_{suffix}", text, kind)
+            for suffix, (kind, text) in help_texts.items()
+        }
+
+    def filled(self) -> Iterator[Metric]:
+        """The families that have samples (a threshold set on no target is left out)."""
+        return (m for m in self.metrics.values() if m.samples)
+
+    def add(self, suffix: str, labels: dict[str, str], value: float) -> None:
+        metric = self.metrics[suffix]
+        name = metric.name + ("_total" if metric.type == "counter" else "")
+        metric.add_sample(name, labels, value)
+
+
+_HEALTH_HELP = {
+    "scans": ("counter", "Full scans of the target (initial, reconciliation and retries)."),
+    "scan_errors": ("counter", "Scans that failed because the target could not be read."),
+    "last_scan_timestamp_seconds": (
+        "gauge",
+        "When the last full scan of the target finished, in seconds since the epoch.",
+    ),
+    "scan_duration_seconds": ("gauge", "How long the last full scan of the target took."),
+    "reconcile_corrections": (
+        "counter",
+        "Index entries a reconciliation rescan had to correct (events the watcher missed).",
+    ),
+}
+
+
+class BackupCollector(Collector):
+    def __init__(
+        self,
+        targets: Callable[[], Sequence[Target]],
+        stats: DaemonStats,
+        evaluate_checks: CheckEvaluator,
+        namespace: str = "backup",
+        clock: Clock = time.time,
+    ) -> None:
+        self.targets = targets
+        self.stats = stats
+        self.evaluate_checks = evaluate_checks
+        self.namespace = namespace
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.clock()
+        fams = _Families(self.namespace, _TARGET_HELP)
+        health = _Families("backup_monitor", _HEALTH_HELP)
+        for target in self.targets():
+            snap = target.index.snapshot()
+            self._add_target(fams, target, snap, now)
+            labels = {"target": target.name, **target.config.labels}
+            health.add("scans", labels, snap.scans)
+            health.add("scan_errors", labels, snap.scan_errors)
+            health.add("last_scan_timestamp_seconds", labels, snap.last_scan)
+            health.add("scan_duration_seconds", labels, snap.last_scan_duration)
+            health.add("reconcile_corrections", labels, snap.corrections)
+        yield from fams.filled()
+        yield from self._exporter_metrics()
+        yield from health.filled()
+
+    def _add_target(
+        self, fams: _Families, target: Target, snap: TargetSnapshot, now: float
+    ) -> None:
+        cfg = target.config
+        labels = {"target": target.name, **cfg.labels}
+        newest, oldest = snap.newest, snap.oldest
+        fams.add("age_seconds", labels, max(0.0, now - newest.mtime) if newest else math.inf)
+        fams.add("newest_timestamp_seconds", labels, newest.mtime if newest else 0)
+        fams.add("oldest_timestamp_seconds", labels, oldest.mtime if oldest else 0)
+        fams.add("count", labels, snap.count)
+        fams.add("newest_size_bytes", labels, newest.size if newest else 0)
+        fams.add("total_size_bytes", labels, snap.total_size)
+        fams.add("max_age_seconds", labels, cfg.max_age)
+        fams.add("min_size_bytes", labels, cfg.min_size)
+        if cfg.min_count is not None:
+            fams.add("min_count", labels, cfg.min_count)
+        for check, ok in self.evaluate_checks(snap, target, now).items():
+            fams.add("check_ok", {**labels, "check": check}, 1 if ok else 0)
+        fams.add("target_up", labels, 1 if snap.up else 0)
+
+    def _exporter_metrics(self) -> Iterator[Metric]:
+        info = Metric("backup_monitor_build", "backup-monitor's version; always 1.", "info")
+        info.add_sample("backup_monitor_build_info", {"version": __version__}, 1)
+        yield info
+        events = Metric(
+            "backup_monitor_watch_events",
+            "File system events received from the watcher (inotify or polling).",
+            "counter",
+        )
+        events.add_sample("backup_monitor_watch_events_total", {}, self.stats.events)
+        yield events
+        mode = Metric(
+            "backup_monitor_watch_mode",
+            "How targets are watched: 1 for the mode in use (inotify, or polling as the fallback).",
+            "gauge",
+        )
+        current = self.stats.watch_mode
+        for name in WATCH_MODES:
+            mode.add_sample(
+                "backup_monitor_watch_mode", {"mode": name}, 1 if name == current else 0
+            )
+        yield mode

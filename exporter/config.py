@@ -1,0 +1,227 @@
+"""The one validated configuration model, and its sources: YAML file < environment < flags."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from exporter.units import format_duration, format_size, parse_duration, parse_size
+
+ENV_PREFIX = "BACKUP_MONITOR_"
+
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
+Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, return_type=str)]
+
+# Files a backup tool is still writing, or that are not backups at all.
+DEFAULT_EXCLUDES = [".*", "*.tmp", "*.temp", "*.part", "*.partial", "*.lock", "*.swp", "*~"]
+
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_RESERVED_LABELS = {"target", "check", "instance", "job", "mode", "result", "version"}
+
+
+class ConfigError(Exception):
+    """Bad configuration: the message is one line naming the key and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetConfig(_Strict):
+    name: str = ""
+    path: str
+    patterns: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDES))
+    recursive: bool = False
+    max_age: Duration = 86400.0
+    min_size: Size = 1024
+    min_count: int | None = Field(default=None, ge=0)
+    labels: dict[str, str] = Field(default_factory=dict)
+    notify_tags: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("name") and data.get("path"):
+            data = {**data, "name": Path(str(data["path"]).rstrip("/")).name or "root"}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"invalid target name {value!r} (letters, digits, _ . : - only)")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("path must not be empty")
+        return os.path.abspath(os.path.expanduser(value))
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _LABEL.match(key) or key.startswith("__"):
+                raise ValueError(f"invalid label name {key!r}")
+            if key in _RESERVED_LABELS:
+                raise ValueError(f"label name {key!r} is reserved by backup-monitor")
+        return value
+
+
+class Config(_Strict):
+    listen: str = ":19117"
+    metrics_path: str = "/metrics"
+    rescan_interval: Duration = 300.0
+    poll_interval: Duration = 5.0
+    retry_interval: Duration = 2.0
+    watch_mode: Literal["auto", "inotify", "polling"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    namespace: str = "backup"
+    targets: list[TargetConfig] = Field(default_factory=list)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @field_validator("metrics_path")
+    @classmethod
+    def _check_metrics_path(cls, value: str) -> str:
+        if not value.startswith("/") or value in ("/", "/healthz"):
+            raise ValueError("must start with / and not be / or /healthz")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_namespace(cls, value: str) -> str:
+        if not _LABEL.match(value):
+            raise ValueError(f"invalid metric namespace {value!r}")
+        return value
+
+    @field_validator("rescan_interval", "poll_interval", "retry_interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        seen: set[str] = set()
+        for target in self.targets:
+            if target.name in seen:
+                raise ValueError(f"duplicate target name {target.name!r}")
+            seen.add(target.name)
+        return self
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``":19117"`` (all interfaces), ``"127.0.0.1:9"``, ``"[::1]:9"`` -> (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"invalid listen address {value!r} (use HOST:PORT or :PORT)")
+    return host.strip("[]"), int(port)
+
+
+def parse_target_spec(spec: str) -> dict[str, str]:
+    """``NAME=PATH`` or ``PATH`` (the name is then the directory's base name)."""
+    name, sep, path = spec.partition("=")
+    if sep and _NAME.match(name) and path:
+        return {"name": name, "path": path}
+    return {"path": spec}
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for field in Config.model_fields:
+        value = environ.get(ENV_PREFIX + field.upper())
+        if value is None or field == "targets":
+            continue
+        overrides[field] = value
+    targets = environ.get(ENV_PREFIX + "TARGETS")
+    if targets:
+        overrides["targets"] = [parse_target_spec(s) for s in targets.split(",") if s.strip()]
+    return overrides
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"invalid YAML in {path}{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must contain a mapping at the top level")
+    return data
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line: the first problem, naming its key as ``targets[0].max_age``."""
+    first = error.errors()[0]
+    parts: list[str] = []
+    for item in first["loc"]:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    key = ".".join(parts) or "config"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    more = len(error.errors()) - 1
+    return f"{key}: {message}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+
+
+def load_config(
+    path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Merge the sources (later wins) and validate; raises ConfigError with one line."""
+    data = _read_yaml(path) if path else {}
+    data.update(_env_overrides(os.environ if environ is None else environ))
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def render_config(config: Config) -> str:
+    """The effective configuration as YAML, in the units a person writes."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

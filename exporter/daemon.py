@@ -1,0 +1,99 @@
+"""Wires the parts into one running daemon: supervisor, watcher, collector, HTTP server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from alerts.checks import evaluate
+from exporter.collector import BackupCollector
+from exporter.config import Config, parse_listen
+from exporter.http import HttpServer, make_app
+from exporter.index import Clock, TargetSnapshot
+from exporter.stats import DaemonStats
+from exporter.supervisor import Supervisor, Target
+from exporter.watch import ObserverFactory, OverflowListener, Watcher, default_observer_factory
+
+log = logging.getLogger(__name__)
+
+
+def check_states(snap: TargetSnapshot, target: Target, now: float) -> dict[str, bool]:
+    return {name: result.ok for name, result in evaluate(snap, target.config, now).items()}
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock = time.time,
+        observer_factory: ObserverFactory = default_observer_factory,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.stats = DaemonStats()
+        self.targets = [Target(t) for t in config.targets]
+        self.watcher = Watcher(
+            config.watch_mode, config.poll_interval, self.stats, observer_factory
+        )
+        self.supervisor = Supervisor(
+            self.targets,
+            self.watcher,
+            self.stats,
+            config.rescan_interval,
+            config.retry_interval,
+            clock,
+        )
+        self.registry = CollectorRegistry()
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=self.registry)
+        self.registry.register(
+            BackupCollector(lambda: self.targets, self.stats, check_states, config.namespace, clock)
+        )
+        self._overflow = OverflowListener(self.supervisor.request_rescan_all)
+        host, port = parse_listen(config.listen)
+        self.http = HttpServer(
+            make_app(self.registry, config.metrics_path, self.health), host, port
+        )
+        self._stopped = threading.Event()
+
+    @property
+    def url(self) -> str:
+        host = self.http.host or "localhost"
+        if host in ("0.0.0.0", "::"):  # noqa: S104 - turning a bind address into a link
+            host = "localhost"
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.http.port}{self.config.metrics_path}"
+
+    def health(self) -> tuple[bool, str]:
+        """For /healthz: is the loop that keeps the indexes right still running?"""
+        if not self.supervisor.is_alive():
+            return False, "supervisor thread is not running\n"
+        return True, "ok\n"
+
+    def start(self) -> None:
+        logging.getLogger("watchdog").addHandler(self._overflow)
+        # The initial index is complete before anything is served or evaluated.
+        self.supervisor.scan_all()
+        self.supervisor.start()
+        self.http.start()
+        for target in self.targets:
+            snap = target.index.snapshot()
+            state = f"{snap.count} backups" if snap.up else f"down ({snap.error})"
+            log.info("target %s: %s: %s", target.name, target.config.path, state)
+        log.info("watching in %s mode; serving metrics on %s", self.stats.watch_mode, self.url)
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.http.stop()
+        self.supervisor.stop()
+        self.watcher.stop()
+        logging.getLogger("watchdog").removeHandler(self._overflow)
+        log.info("stopped")

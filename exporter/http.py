@@ -1,0 +1,100 @@
+"""The HTTP side: a WSGI app (metrics, landing page, health) and its threaded server."""
+
+from __future__ import annotations
+
+import html
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from exporter import __version__
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+HealthCheck = Callable[[], tuple[bool, str]]
+
+_LANDING = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>backup-monitor</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 2em auto">
+<h1>backup-monitor</h1>
+<p>Prometheus exporter and alerting monitor for backups, version {version}.</p>
+<ul><li><a href="{metrics}">Metrics</a></li><li><a href="/healthz">Health</a></li></ul>
+</body></html>
+"""
+
+
+def make_app(registry: CollectorRegistry, metrics_path: str, health: HealthCheck) -> WSGIApp:
+    metrics_app = make_wsgi_app(registry)
+    landing = _LANDING.format(
+        version=html.escape(__version__), metrics=html.escape(metrics_path)
+    ).encode()
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == metrics_path:
+            return metrics_app(environ, start_response)
+        if path == "/":
+            return _respond(start_response, "200 OK", "text/html; charset=utf-8", landing)
+        if path == "/healthz":
+            ok, message = health()
+            status = "200 OK" if ok else "503 Service Unavailable"
+            return _respond(start_response, status, "text/plain; charset=utf-8", message.encode())
+        return _respond(start_response, "404 Not Found", "text/plain", b"not found\n")
+
+    return app
+
+
+def _respond(start_response: StartResponse, status: str, ctype: str, body: bytes) -> list[bytes]:
+    start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+class HttpServer:
+    """Serves a WSGI app on a background thread; ``port`` is the bound one (for port 0)."""
+
+    def __init__(self, app: WSGIApp, host: str, port: int) -> None:
+        server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
+        self._server = make_server(
+            host or "0.0.0.0",  # noqa: S104 - all interfaces is the documented default
+            port,
+            app,
+            server_class=server_class,
+            handler_class=_QuietHandler,
+        )
+        self.host = host
+        self.port = self._server.server_port
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="http", kwargs={"poll_interval": 0.2}
+        )
+        self._thread.daemon = True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=2)

@@ -1,0 +1,46 @@
+"""Which names in a target are backups: include patterns minus exclude patterns.
+
+A pattern without ``/`` matches the base name; one with ``/`` matches the path
+relative to the target. Exclude patterns also prune directories when recursing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+
+
+def _compile(patterns: Sequence[str]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    def join(items: list[str]) -> re.Pattern[str] | None:
+        return re.compile("|".join(fnmatch.translate(p) for p in items)) if items else None
+
+    return join([p for p in patterns if "/" not in p]), join([p for p in patterns if "/" in p])
+
+
+class Matcher:
+    def __init__(self, patterns: Sequence[str], exclude: Sequence[str]) -> None:
+        self._include_base, self._include_path = _compile(patterns)
+        self._exclude_base, self._exclude_path = _compile(exclude)
+
+    @staticmethod
+    def _hit(base: re.Pattern[str] | None, full: re.Pattern[str] | None, rel: str) -> bool:
+        name = rel.rpartition("/")[2]
+        return bool((base and base.match(name)) or (full and full.match(rel)))
+
+    def wants_dir(self, rel: str) -> bool:
+        """Whether to descend into a sub-directory (relative path) when recursive."""
+        return not self._hit(self._exclude_base, self._exclude_path, rel)
+
+    def wants_name(self, rel: str) -> bool:
+        """Whether a file is a backup, its directories being known to be wanted."""
+        return not self._hit(self._exclude_base, self._exclude_path, rel) and self._hit(
+            self._include_base, self._include_path, rel
+        )
+
+    def wants_file(self, rel: str) -> bool:
+        """Whether a file (relative path) is a backup; its directories must be wanted too."""
+        if not self.wants_name(rel):
+            return False
+        parts = rel.split("/")[:-1]
+        return all(self.wants_dir("/".join(parts[: i + 1])) for i in range(len(parts)))

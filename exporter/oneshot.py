@@ -1,0 +1,86 @@
+"""``backup-monitor check``: scan every target once and report, as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from alerts.checks import CheckResult, evaluate
+from exporter.config import Config
+from exporter.index import Clock, TargetSnapshot
+from exporter.supervisor import Target, scan_into_index
+from exporter.units import humanize_age, humanize_size
+
+EXIT_OK, EXIT_FAILING, EXIT_CONFIG, EXIT_UNREADABLE = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class TargetReport:
+    target: Target
+    snapshot: TargetSnapshot
+    checks: dict[str, CheckResult]
+
+
+def run_checks(config: Config, clock: Clock = time.time) -> tuple[list[TargetReport], float]:
+    reports = []
+    for target in (Target(t) for t in config.targets):
+        scan_into_index(target, clock)
+        snap = target.index.snapshot()
+        reports.append(TargetReport(target, snap, evaluate(snap, target.config, clock())))
+    return reports, clock()
+
+
+def exit_code(reports: list[TargetReport]) -> int:
+    if any(not r.snapshot.up for r in reports):
+        return EXIT_UNREADABLE
+    if any(not c.ok for r in reports for c in r.checks.values()):
+        return EXIT_FAILING
+    return EXIT_OK
+
+
+def render_table(reports: list[TargetReport], now: float) -> str:
+    rows = [("TARGET", "CHECK", "STATUS", "DETAIL")]
+    for report in reports:
+        for name, result in report.checks.items():
+            rows.append((report.target.name, name, "ok" if result.ok else "FAIL", result.reason))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]
+        for row in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_json(reports: list[TargetReport], now: float) -> str:
+    def newest(snap: TargetSnapshot) -> dict[str, object] | None:
+        if snap.newest is None:
+            return None
+        age = max(0.0, now - snap.newest.mtime)
+        return {
+            "name": snap.newest.name,
+            "size_bytes": snap.newest.size,
+            "size": humanize_size(snap.newest.size),
+            "timestamp": snap.newest.mtime,
+            "age_seconds": age,
+            "age": humanize_age(age),
+        }
+
+    document = {
+        "ok": exit_code(reports) == EXIT_OK,
+        "timestamp": now,
+        "targets": [
+            {
+                "name": r.target.name,
+                "path": r.target.config.path,
+                "up": r.snapshot.up,
+                "error": r.snapshot.error or None,
+                "count": r.snapshot.count,
+                "total_size_bytes": r.snapshot.total_size,
+                "newest": newest(r.snapshot),
+                "checks": {n: {"ok": c.ok, "reason": c.reason} for n, c in r.checks.items()},
+            }
+            for r in reports
+        ],
+    }
+    return json.dumps(document, indent=2) + "\n"

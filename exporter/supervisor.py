@@ -1,0 +1,184 @@
+"""Keeps every index right: initial scans, reconciliation rescans, down targets, watcher health.
+
+One thread. It wakes for whichever comes first: a rescan request (queue
+overflow, a root deleted, a directory moved in), the retry tick for targets
+that are down or unwatched (every ``retry_interval``), or the periodic
+reconciliation (every ``rescan_interval``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from exporter.config import TargetConfig
+from exporter.index import Clock, TargetIndex
+from exporter.matcher import Matcher
+from exporter.scan import TargetUnavailable, scan_target
+from exporter.stats import DaemonStats
+from exporter.watch import TargetEventHandler, Watcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Target:
+    """A configured target with its index: what the rest of the daemon reads."""
+
+    config: TargetConfig
+    index: TargetIndex = field(init=False)
+    matcher: Matcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.index = TargetIndex(self.config.name, self.config.path)
+        self.matcher = Matcher(self.config.patterns, self.config.exclude)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def scan_into_index(target: Target, clock: Clock) -> None:
+    """One full scan applied to the target's index (marks it down if the root is unusable)."""
+    root = os.path.realpath(target.config.path)
+    target.index.begin_scan()
+    started = time.monotonic()
+    was = target.index.snapshot()
+    try:
+        files = scan_target(root, target.matcher, target.config.recursive)
+    except TargetUnavailable as exc:
+        target.index.mark_down(str(exc), clock())
+        if was.up or not was.scanned or was.error != str(exc):
+            log.warning("target %s is down: %s: %s", target.name, target.config.path, exc)
+        return
+    corrections = target.index.apply_scan(files, clock(), time.monotonic() - started)
+    if was.scanned and not was.up:
+        log.info("target %s is up again: %d backups", target.name, len(files))
+    elif was.scanned and corrections:
+        log.info("rescan of target %s corrected %d entries", target.name, corrections)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        targets: Iterable[Target],
+        watcher: Watcher,
+        stats: DaemonStats,
+        rescan_interval: float,
+        retry_interval: float,
+        clock: Clock = time.time,
+    ) -> None:
+        self.targets = {t.name: t for t in targets}
+        self.watcher = watcher
+        self.stats = stats
+        self.rescan_interval = rescan_interval
+        self.retry_interval = retry_interval
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._requested: set[str] = set()
+        self._rewatch: set[str] = set()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_rescan = time.monotonic() + rescan_interval
+
+    # --- requests from other threads ---------------------------------------------------
+
+    def request_rescan(self, name: str, *, rewatch: bool = False) -> None:
+        with self._lock:
+            self._requested.add(name)
+            if rewatch:
+                self._rewatch.add(name)
+        self._wake.set()
+
+    def request_rescan_all(self) -> None:
+        with self._lock:
+            self._requested.update(self.targets)
+        self._wake.set()
+
+    # --- scanning ----------------------------------------------------------------------
+
+    def _handler(self, target: Target, root: str) -> TargetEventHandler:
+        return TargetEventHandler(
+            target.index,
+            root,
+            target.matcher,
+            target.config.recursive,
+            self.stats,
+            self.request_rescan,
+        )
+
+    def _ensure_watch(self, target: Target) -> None:
+        root = os.path.realpath(target.config.path)
+        if self.watcher.watched_root(target.name) == root:
+            return
+        try:
+            self.watcher.watch(self._handler(target, root))
+        except OSError as exc:
+            self.watcher.unwatch(target.name)
+            log.debug("cannot watch %s yet: %s", target.config.path, exc)
+
+    def scan(self, target: Target) -> None:
+        # Watch first, then scan: an event during the scan wins over the scan's older view.
+        self._ensure_watch(target)
+        scan_into_index(target, self.clock)
+        if not target.index.snapshot().up:
+            self.watcher.unwatch(target.name)
+
+    def scan_all(self) -> None:
+        for target in self.targets.values():
+            self.scan(target)
+
+    def _needs_retry(self, target: Target) -> bool:
+        if not target.index.snapshot().up:
+            return True
+        # Re-pointed symlink, or a watch lost with its root: rescan and re-watch.
+        return self.watcher.watched_root(target.name) != os.path.realpath(target.config.path)
+
+    def tick(self) -> None:
+        """One round of the loop's work (public so tests can drive it without waiting)."""
+        if self.watcher.ensure_alive():
+            self.request_rescan_all()
+        with self._lock:
+            requested, self._requested = self._requested, set()
+            rewatch, self._rewatch = self._rewatch, set()
+        for name in rewatch:
+            self.watcher.unwatch(name)
+        now = time.monotonic()
+        if now >= self._next_rescan:
+            self._next_rescan = now + self.rescan_interval
+            requested.update(self.targets)
+        for target in self.targets.values():
+            if target.name in requested or self._needs_retry(target):
+                self.scan(target)
+
+    # --- thread ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            wait = min(self.retry_interval, max(0.0, self._next_rescan - time.monotonic()))
+            self._wake.wait(wait)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.tick()
+            except Exception:
+                log.exception("supervisor round failed; retrying in %ss", self.retry_interval)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)

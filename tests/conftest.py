@@ -1,0 +1,93 @@
+"""Shared helpers: real daemons on ephemeral ports, scraping, waiting with deadlines."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.config import Config
+from exporter.daemon import Daemon
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def require_tool(tool: str, package: str) -> str:
+    """The tool's path; skips naming the Debian package, or fails when CI=true."""
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} not found: install the Debian package '{package}' (make test does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll until predicate() is truthy; returns its value or fails at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+def fetch(url: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+def parse_samples(text: str) -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def scrape(url: str) -> Samples:
+    return parse_samples(fetch(url))
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def write_backup(path: Path, size: int, mtime: float | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def make_config(**kwargs: Any) -> Config:
+    base: dict[str, Any] = {"listen": "127.0.0.1:0", "rescan_interval": "1h"}
+    base.update(kwargs)
+    return Config.model_validate(base)
+
+
+@pytest.fixture
+def start_daemon() -> Iterator[Callable[..., Daemon]]:
+    """Start real daemons on ephemeral ports; all are stopped after the test."""
+    started: list[Daemon] = []
+
+    def start(config: Config, **kwargs: Any) -> Daemon:
+        daemon = Daemon(config, **kwargs)
+        daemon.start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
