@@ -49,7 +49,10 @@ _TARGET_HELP = {
         "gauge",
         "Configured threshold: the newest backup must be at least this large (min_size).",
     ),
-    "min_count": ("gauge", "Configured threshold: at least this many backups (min_count)."),
+    "min_backups": (
+        "gauge",
+        "Configured threshold: at least this many backups (min_count; only where set).",
+    ),
     "check_ok": ("gauge", "1 if the named check passes for the target, 0 if it fails."),
     "target_up": ("gauge", "1 if the target directory exists and can be read, 0 if not."),
 }
@@ -137,7 +140,7 @@ class BackupCollector(Collector):
         fams.add("max_age_seconds", labels, cfg.max_age)
         fams.add("min_size_bytes", labels, cfg.min_size)
         if cfg.min_count is not None:
-            fams.add("min_count", labels, cfg.min_count)
+            fams.add("min_backups", labels, cfg.min_count)
         for check, ok in self.evaluate_checks(snap, target, now).items():
             fams.add("check_ok", {**labels, "check": check}, 1 if ok else 0)
         fams.add("target_up", labels, 1 if snap.up else 0)

@@ -180,9 +180,11 @@ class TargetIndex:
             self._scans += 1
             if not first:
                 self._corrections += corrections
-            if corrections or not was_up or first:
-                self._changed()
             changed = corrections > 0 or not was_up or first
+            if changed:
+                self._changed()
+            else:
+                self._snapshot = None  # the scan counters and time still moved
         if changed:
             self._notify()
         return corrections

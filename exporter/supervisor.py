@@ -46,7 +46,7 @@ def scan_into_index(target: Target, clock: Clock) -> None:
     """One full scan applied to the target's index (marks it down if the root is unusable)."""
     root = os.path.realpath(target.config.path)
     target.index.begin_scan()
-    started = time.monotonic()
+    started = clock()
     was = target.index.snapshot()
     try:
         files = scan_target(root, target.matcher, target.config.recursive)
@@ -55,7 +55,8 @@ def scan_into_index(target: Target, clock: Clock) -> None:
         if was.up or not was.scanned or was.error != str(exc):
             log.warning("target %s is down: %s: %s", target.name, target.config.path, exc)
         return
-    corrections = target.index.apply_scan(files, clock(), time.monotonic() - started)
+    finished = clock()
+    corrections = target.index.apply_scan(files, finished, max(0.0, finished - started))
     if was.scanned and not was.up:
         log.info("target %s is up again: %d backups", target.name, len(files))
     elif was.scanned and corrections:

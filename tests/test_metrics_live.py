@@ -45,7 +45,7 @@ def test_exact_values_on_first_scrape(tmp_path: Path, start_daemon) -> None:
     assert 59 <= value(s, "backup_age_seconds", **db_labels) < 120
     assert value(s, "backup_max_age_seconds", **db_labels) == 86400
     assert value(s, "backup_min_size_bytes", **db_labels) == 1024
-    assert value(s, "backup_min_count", **db_labels) == 5
+    assert value(s, "backup_min_backups", **db_labels) == 5
     assert value(s, "backup_check_ok", check="age", **db_labels) == 1
     assert value(s, "backup_check_ok", check="size", **db_labels) == 0
     assert value(s, "backup_check_ok", check="count", **db_labels) == 0
@@ -56,7 +56,7 @@ def test_exact_values_on_first_scrape(tmp_path: Path, start_daemon) -> None:
     assert value(s, "backup_check_ok", check="age", target="nothing") == 0
     assert value(s, "backup_max_age_seconds", target="nothing") == 7200
     assert value(s, "backup_min_size_bytes", target="nothing") == 1000
-    assert value(s, "backup_min_count", target="nothing") is None
+    assert value(s, "backup_min_backups", target="nothing") is None
     assert value(s, "backup_monitor_scans_total", target="db", env="prod") == 1
     assert value(s, "backup_monitor_watch_mode", mode="inotify") == 1
 

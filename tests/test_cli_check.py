@@ -1,0 +1,55 @@
+"""`backup-monitor check`: table, JSON and exit codes; the CLI's help and version."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tests.conftest import write_backup
+from tests.test_config import run_cli
+
+
+def test_all_pass_exit_0(tmp_path: Path) -> None:
+    write_backup(tmp_path / "backup-1.db", 4096)
+    result = run_cli("check", "--target", f"db={tmp_path}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["TARGET", "CHECK", "STATUS", "DETAIL"]
+    assert any(line.startswith("db") and " age " in line and " ok " in line for line in lines)
+
+
+def test_failing_check_exit_1_and_json(tmp_path: Path) -> None:
+    write_backup(tmp_path / "backup-1.db", 10, time.time() - 2 * 86400)
+    result = run_cli("check", "--target", f"db={tmp_path}", "--format", "json")
+    assert result.returncode == 1
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is False
+    target = doc["targets"][0]
+    assert target["count"] == 1
+    assert target["checks"]["age"]["ok"] is False
+    assert "2d 0h 0m old (max 24h)" in target["checks"]["age"]["reason"]
+    assert target["checks"]["size"] == {
+        "ok": False,
+        "reason": "newest backup backup-1.db is 10 B (min 1.0 KiB)",
+    }
+
+
+def test_unreadable_target_exit_3(tmp_path: Path) -> None:
+    write_backup(tmp_path / "ok" / "backup-1.db", 4096)
+    result = run_cli("check", "-t", str(tmp_path / "ok"), "-t", str(tmp_path / "missing"))
+    assert result.returncode == 3
+    assert "directory does not exist" in result.stdout
+
+
+def test_help_and_version() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("serve", "check", "config", "demo"):
+        assert command in result.stdout
+    serve = run_cli("serve", "--help")
+    assert "--target" in serve.stdout
+    assert "--listen" in serve.stdout
+    version = run_cli("--version")
+    assert version.returncode == 0
+    assert version.stdout.startswith("backup-monitor, version ")

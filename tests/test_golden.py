@@ -1,0 +1,74 @@
+"""Golden exposition: fixed files and a fixed clock render exactly tests/golden/*.prom.
+
+A diff is either a bug or a deliberate change to explain in the commit; regenerate
+with UPDATE_GOLDEN=1.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter.collector import BackupCollector
+from exporter.config import Config
+from exporter.daemon import check_states
+from exporter.stats import DaemonStats
+from exporter.supervisor import Target, scan_into_index
+from tests.conftest import write_backup
+
+GOLDEN = Path(__file__).parent / "golden"
+NOW = 1_780_000_000.0  # 2026-05-28T20:26:40Z
+
+# name -> (size, seconds before NOW)
+FIXTURE = {
+    "quota-proxy": {
+        "backup-2026-05-25-02-00-00.db": (40960, 3 * 86400 + 66400),
+        "backup-2026-05-26-02-00-00.db": (40960, 2 * 86400 + 66400),
+        "backup-2026-05-27-02-00-00.db.gz": (9000, 86400 + 66400),
+        "backup-2026-05-28-02-00-00.db": (45056, 66400),
+        "backup-2026-05-28-03-00-00.db.part": (100, 10),
+    },
+    "stale": {"dump.sql": (2_000_000, 3 * 86400)},
+    "tiny": {"dump.sql": (12, 60)},
+    "empty": {},
+}
+
+
+def render(tmp_path: Path, namespace: str) -> str:
+    for target, files in FIXTURE.items():
+        (tmp_path / target).mkdir()
+        for name, (size, ago) in files.items():
+            write_backup(tmp_path / target / name, size, NOW - ago)
+    config = Config.model_validate(
+        {
+            "namespace": namespace,
+            "targets": [
+                {"path": str(tmp_path / "quota-proxy"), "min_count": 3, "labels": {"env": "prod"}},
+                {"path": str(tmp_path / "stale"), "max_age": "2d"},
+                {"path": str(tmp_path / "tiny")},
+                {"path": str(tmp_path / "empty")},
+                {"path": str(tmp_path / "missing")},
+            ],
+        }
+    )
+    targets = [Target(t) for t in config.targets]
+    for target in targets:
+        scan_into_index(target, lambda: NOW)
+    registry = CollectorRegistry()
+    collector = BackupCollector(
+        lambda: targets, DaemonStats(), check_states, namespace, lambda: NOW
+    )
+    registry.register(collector)
+    return generate_latest(registry).decode()
+
+
+@pytest.mark.parametrize("namespace", ["backup", "quota_proxy_backup"])
+def test_exposition_matches_golden(tmp_path: Path, namespace: str) -> None:
+    text = render(tmp_path, namespace)
+    golden = GOLDEN / f"metrics-{namespace}.prom"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
