@@ -85,6 +85,8 @@ def _serve(config: Config) -> None:
     setup_logging(config.log_level, config.log_format)
     try:
         daemon = Daemon(config)
+    except ConfigError as exc:
+        _fail(f"config error: {exc}", EXIT_CONFIG)
     except OSError as exc:
         _fail(f"cannot listen on {config.listen}: {exc.strerror or exc}", 1)
     stop = threading.Event()
@@ -152,8 +154,49 @@ def config_group() -> None:
 @config_options
 def config_check(config_path: str | None, targets: tuple[str, ...]) -> None:
     """Validate the configuration and print the effective result (exit 2 if invalid)."""
+    from alerts.delivery import build_channels, redact_url
+
     config = _load(config_path, targets, require_targets=False)
-    click.echo(render_config(config), nl=False)
+    try:
+        build_channels(config.notify)
+    except ConfigError as exc:
+        _fail(f"config error: {exc}", EXIT_CONFIG)
+    click.echo(render_config(config, redact_url), nl=False)
+
+
+@main.group(name="notify")
+def notify_group() -> None:
+    """Try the notification URLs."""
+
+
+@notify_group.command(name="test")
+@config_options
+def notify_test(config_path: str | None, targets: tuple[str, ...]) -> None:
+    """Send a test notification through every configured URL (exit 1 if any fails)."""
+    from alerts.delivery import build_channels
+    from alerts.messages import TEST, Notification
+
+    config = _load(config_path, targets, require_targets=False)
+    setup_logging("error", config.log_format)
+    try:
+        channels = build_channels(config.notify)
+    except ConfigError as exc:
+        _fail(f"config error: {exc}", EXIT_CONFIG)
+    if not channels:
+        _fail("no notification URL configured (notify.urls or notify.config)", 1)
+    message = Notification(
+        status=TEST,
+        target="-",
+        check="-",
+        title="[TEST] backup-monitor notification",
+        body="This is a test notification from backup-monitor. Alerts will arrive like this.",
+    )
+    failed = 0
+    for channel in channels:
+        ok = channel.send(message)
+        failed += not ok
+        click.echo(f"{'ok  ' if ok else 'FAIL'}  {channel.name}")
+    sys.exit(1 if failed else 0)
 
 
 @main.command()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -89,6 +90,97 @@ class TargetConfig(_Strict):
         return value
 
 
+DEFAULT_TITLE = "[{status}] {summary}: {target}"
+DEFAULT_BODY = """{reason}
+
+Target:    {target}
+Host:      {host}
+Directory: {path}
+Newest:    {newest}
+Age:       {age} (max {max_age})
+Size:      {size} (min {min_size})
+Count:     {count}
+Since:     {since}
+Checked:   {time}
+"""
+# Fields a template may use; a template naming any other is a config error.
+TEMPLATE_FIELDS = (
+    "status", "summary", "target", "check", "reason", "host", "path", "newest",
+    "age", "max_age", "size", "min_size", "count", "since", "time",
+)  # fmt: skip
+
+
+def _check_template(value: str) -> str:
+    try:
+        value.format(**dict.fromkeys(TEMPLATE_FIELDS, ""))
+    except (KeyError, IndexError, ValueError) as exc:
+        allowed = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+        raise ValueError(f"bad template field {exc} (allowed: {allowed})") from None
+    return value
+
+
+Template = Annotated[str, AfterValidator(_check_template)]
+
+
+class NotifyUrl(_Strict):
+    url: str
+    tags: list[str] = Field(default_factory=list)
+
+
+class HeartbeatConfig(_Strict):
+    url: str
+    interval: Duration = 60.0
+    timeout: Duration = 10.0
+    max_queue_age: Duration = 900.0
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+class NotifyConfig(_Strict):
+    urls: list[NotifyUrl] = Field(default_factory=list)
+    config: str | None = None
+    for_: Duration = Field(default=0.0, alias="for")
+    repeat_interval: Duration = 86400.0
+    min_interval: Duration = 60.0
+    send_resolved: bool = True
+    timeout: Duration = 10.0
+    retry_initial: Duration = 2.0
+    retry_max: Duration = 300.0
+    title_template: Template = DEFAULT_TITLE
+    body_template: Template = DEFAULT_BODY
+    heartbeat: HeartbeatConfig | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _plain_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [u for u in re.split(r"[,\s]+", value) if u]
+        if isinstance(value, list):
+            return [{"url": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("timeout", "retry_initial", "retry_max")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+
+def default_state_dir() -> str:
+    if os.geteuid() == 0:
+        return "/var/lib/backup-monitor"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "backup-monitor")
+
+
 class Config(_Strict):
     listen: str = ":19117"
     metrics_path: str = "/metrics"
@@ -99,6 +191,8 @@ class Config(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     namespace: str = "backup"
+    state_dir: str = Field(default_factory=default_state_dir)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
     targets: list[TargetConfig] = Field(default_factory=list)
 
     @field_validator("log_level", mode="before")
@@ -163,9 +257,12 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for field in Config.model_fields:
         value = environ.get(ENV_PREFIX + field.upper())
-        if value is None or field == "targets":
+        if value is None or field in ("targets", "notify"):
             continue
         overrides[field] = value
+    urls = environ.get(ENV_PREFIX + "NOTIFY_URLS")
+    if urls:
+        overrides["notify"] = {"urls": urls}
     targets = environ.get(ENV_PREFIX + "TARGETS")
     if targets:
         overrides["targets"] = [parse_target_spec(s) for s in targets.split(",") if s.strip()]
@@ -214,7 +311,10 @@ def load_config(
 ) -> Config:
     """Merge the sources (later wins) and validate; raises ConfigError with one line."""
     data = _read_yaml(path) if path else {}
-    data.update(_env_overrides(os.environ if environ is None else environ))
+    env = _env_overrides(os.environ if environ is None else environ)
+    if "notify" in env and isinstance(data.get("notify"), dict):
+        env["notify"] = {**data["notify"], **env["notify"]}
+    data.update(env)
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return Config.model_validate(data)
@@ -222,6 +322,14 @@ def load_config(
         raise ConfigError(format_validation_error(exc)) from None
 
 
-def render_config(config: Config) -> str:
-    """The effective configuration as YAML, in the units a person writes."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+def render_config(config: Config, redact: Callable[[str], str]) -> str:
+    """The effective configuration as YAML, in the units a person writes.
+
+    ``redact`` turns a notification URL into a form without its secrets.
+    """
+    data = config.model_dump(mode="json", by_alias=True)
+    for item in data["notify"]["urls"]:
+        item["url"] = redact(item["url"])
+    if data["notify"]["heartbeat"]:
+        data["notify"]["heartbeat"]["url"] = redact(data["notify"]["heartbeat"]["url"])
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

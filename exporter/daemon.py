@@ -12,6 +12,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from alerts.checks import evaluate
+from alerts.collector import AlertCollector
+from alerts.service import Alerting
 from exporter.collector import BackupCollector
 from exporter.config import Config, parse_listen
 from exporter.http import HttpServer, make_app
@@ -55,6 +57,12 @@ class Daemon:
         self.registry.register(
             BackupCollector(lambda: self.targets, self.stats, check_states, config.namespace, clock)
         )
+        self.alerting = Alerting(config, lambda: self.targets, self._scanning_health, clock)
+        for target in self.targets:
+            target.index.subscribe(self.alerting.evaluator.wake)
+        self.registry.register(
+            AlertCollector(self.alerting, lambda: self.targets, config.namespace)
+        )
         self._overflow = OverflowListener(self.supervisor.request_rescan_all)
         host, port = parse_listen(config.listen)
         self.http = HttpServer(
@@ -70,17 +78,23 @@ class Daemon:
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.http.port}{self.config.metrics_path}"
 
+    def _scanning_health(self) -> tuple[bool, str]:
+        if not self.supervisor.is_healthy():
+            return False, "the scan loop is not running"
+        return True, "ok"
+
     def health(self) -> tuple[bool, str]:
-        """For /healthz: is the loop that keeps the indexes right still running?"""
-        if not self.supervisor.is_alive():
-            return False, "supervisor thread is not running\n"
-        return True, "ok\n"
+        """For /healthz and the heartbeat: scans run, alerts are evaluated, nothing is stuck."""
+        ok, why = self.alerting.health()
+        return ok, why + "\n"
 
     def start(self) -> None:
         logging.getLogger("watchdog").addHandler(self._overflow)
         # The initial index is complete before anything is served or evaluated.
         self.supervisor.scan_all()
         self.supervisor.start()
+        # Alerts start after the initial index is complete: no start-up false alarms.
+        self.alerting.start()
         self.http.start()
         for target in self.targets:
             snap = target.index.snapshot()
@@ -93,6 +107,7 @@ class Daemon:
             return
         self._stopped.set()
         self.http.stop()
+        self.alerting.stop()
         self.supervisor.stop()
         self.watcher.stop()
         logging.getLogger("watchdog").removeHandler(self._overflow)

@@ -86,6 +86,8 @@ class Supervisor:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_rescan = time.monotonic() + rescan_interval
+        self._last_round_ok = 0.0
+        self._last_round_failed = False
 
     # --- requests from other threads ---------------------------------------------------
 
@@ -160,11 +162,15 @@ class Supervisor:
     # --- thread ------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._last_round_ok = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
         self._thread.start()
 
-    def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    def is_healthy(self) -> bool:
+        """The loop runs and its last round succeeded recently."""
+        if self._thread is None or not self._thread.is_alive() or self._last_round_failed:
+            return False
+        return time.monotonic() - self._last_round_ok < max(10.0, 5 * self.retry_interval)
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -175,8 +181,15 @@ class Supervisor:
                 return
             try:
                 self.tick()
-            except Exception:
-                log.exception("supervisor round failed; retrying in %ss", self.retry_interval)
+            except Exception:  # the loop must outlive any one bad round
+                if not self._last_round_failed:
+                    log.exception("scan round failed; retrying every %ss", self.retry_interval)
+                self._last_round_failed = True
+                continue
+            if self._last_round_failed:
+                log.info("scan rounds succeed again")
+            self._last_round_ok = time.monotonic()
+            self._last_round_failed = False
 
     def stop(self) -> None:
         self._stopping.set()

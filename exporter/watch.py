@@ -91,7 +91,7 @@ class TargetEventHandler(FileSystemEventHandler):
         try:
             self.stats.count_event()
             self._apply(event)
-        except Exception:
+        except Exception:  # one escaping exception would kill the observer thread
             log.exception("error handling %s for target %s; rescanning", event, self.index.name)
             self.request_rescan(self.index.name)
 

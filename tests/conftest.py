@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -72,7 +73,11 @@ def write_backup(path: Path, size: int, mtime: float | None = None) -> Path:
 
 
 def make_config(**kwargs: Any) -> Config:
-    base: dict[str, Any] = {"listen": "127.0.0.1:0", "rescan_interval": "1h"}
+    base: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "rescan_interval": "1h",
+        "state_dir": tempfile.mkdtemp(prefix="backup-monitor-state-"),
+    }
     base.update(kwargs)
     return Config.model_validate(base)
 

@@ -1,0 +1,67 @@
+"""Alerting metrics, rendered at scrape time from the alert state and delivery counters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from alerts.checks import evaluate
+from alerts.service import Alerting
+from exporter.supervisor import Target
+
+
+class AlertCollector(Collector):
+    def __init__(
+        self, alerting: Alerting, targets: Callable[[], Sequence[Target]], namespace: str
+    ) -> None:
+        self.alerting = alerting
+        self.targets = targets
+        self.namespace = namespace
+
+    def collect(self) -> Iterator[Metric]:
+        alerting = self.alerting
+        firing = Metric(
+            f"{self.namespace}_alert_firing",
+            "1 while backup-monitor's own alert for the target and check is firing.",
+            "gauge",
+        )
+        now = alerting.clock()
+        for target in self.targets():
+            labels = {"target": target.name, **target.config.labels}
+            for check in evaluate(target.index.snapshot(), target.config, now):
+                is_firing = alerting.state.is_firing(target.name, check)
+                firing.add_sample(firing.name, {**labels, "check": check}, int(is_firing))
+        yield firing
+        sent = Metric(
+            "backup_monitor_notifications",
+            "Notification attempts per URL, by result (a failed attempt is retried).",
+            "counter",
+        )
+        delivery = alerting.delivery
+        sent.add_sample("backup_monitor_notifications_total", {"result": "sent"}, delivery.sent)
+        sent.add_sample("backup_monitor_notifications_total", {"result": "failed"}, delivery.failed)
+        yield sent
+        pending = Metric(
+            "backup_monitor_notifications_pending",
+            "Notifications waiting for delivery (per URL), including those being retried.",
+            "gauge",
+        )
+        pending.add_sample(pending.name, {}, delivery.pending())
+        yield pending
+        errors = Metric(
+            "backup_monitor_state_write_errors",
+            "Failed writes of the state file (the previous file is kept intact).",
+            "counter",
+        )
+        errors.add_sample(f"{errors.name}_total", {}, alerting.store.write_errors)
+        yield errors
+        if alerting.heartbeat is not None:
+            beat = Metric(
+                "backup_monitor_heartbeat_last_success_timestamp_seconds",
+                "When the heartbeat URL last answered, in seconds since the epoch; 0 if never.",
+                "gauge",
+            )
+            beat.add_sample(beat.name, {}, alerting.heartbeat.last_success)
+            yield beat

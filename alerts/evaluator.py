@@ -1,0 +1,120 @@
+"""The evaluator thread: checks -> alert state -> notifications, on time.
+
+It evaluates every target when an index changes (indexes call ``wake``) and
+otherwise sleeps until the earliest moment anything can change by itself: the
+newest backup crossing ``max_age`` (each check's ``next_change_at``), a ``for``
+running out, a held alert's ``min_interval``, a ``repeat_interval``. So an age
+breach with no file activity is noticed within milliseconds of the deadline;
+a 30-second safety tick covers clock jumps.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from alerts.checks import evaluate
+from alerts.messages import FIRING, Notification, render
+from alerts.state import AlertState
+from exporter.config import NotifyConfig
+from exporter.index import Clock
+from exporter.supervisor import Target
+
+log = logging.getLogger(__name__)
+
+SAFETY_TICK = 30.0
+# Checks are strict (age > max_age), so wake just after a deadline, not on it.
+DEADLINE_SLACK = 0.01
+
+
+class Evaluator:
+    def __init__(
+        self,
+        targets: Callable[[], Sequence[Target]],
+        state: AlertState,
+        notify: NotifyConfig,
+        submit: Callable[[Notification], object],
+        save: Callable[[], object],
+        clock: Clock = time.time,
+    ) -> None:
+        self.targets = targets
+        self.state = state
+        self.notify = notify
+        self.submit = submit
+        self.save = save
+        self.clock = clock
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.rounds = 0
+
+    def wake(self, _target: str = "") -> None:
+        self._wake.set()
+
+    def evaluate_once(self) -> float | None:
+        """Evaluate every target; returns when the next evaluation is due by itself."""
+        now = self.clock()
+        moments: list[float] = []
+        notices = []
+        keep: set[tuple[str, str]] = set()
+        for target in self.targets():
+            snap = target.index.snapshot()
+            for check, result in evaluate(snap, target.config, now).items():
+                keep.add((target.name, check))
+                if result.next_change_at is not None:
+                    moments.append(result.next_change_at + DEADLINE_SLACK)
+                if not snap.up and check != "target_down":
+                    continue  # a down target alerts once, as target_down; others hold
+                for notice in self.state.update(
+                    target.name, check, not result.ok, result.reason, now
+                ):
+                    notices.append((target, snap, notice))
+        self.state.retain(keep)
+        for target, snap, notice in notices:
+            level = logging.WARNING if notice.status == FIRING else logging.INFO
+            log.log(
+                level, "%s %s/%s: %s", notice.status, notice.target, notice.check, notice.reason
+            )
+            message = render(
+                self.notify,
+                target.config,
+                snap,
+                notice.check,
+                notice.status,
+                notice.reason,
+                notice.since,
+                now,
+            )
+            self.submit(message)
+        self.save()
+        self.rounds += 1
+        state_wake = self.state.next_wake()
+        if state_wake is not None:
+            moments.append(state_wake)
+        return min(moments, default=None)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="evaluator", daemon=True)
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                due = self.evaluate_once()
+            except Exception:  # keep evaluating whatever one round did
+                log.exception("alert evaluation failed")
+                due = None
+            wait = SAFETY_TICK if due is None else min(SAFETY_TICK, due - self.clock())
+            self._wake.wait(max(DEADLINE_SLACK, wait))
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)

@@ -1,0 +1,89 @@
+"""The alerting side of the daemon, assembled: state, state file, delivery, evaluator, heartbeat."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from alerts.delivery import Delivery, build_channels, redact_url
+from alerts.evaluator import Evaluator
+from alerts.heartbeat import Heartbeat
+from alerts.state import AlertState
+from alerts.store import StateStore
+from exporter.config import Config
+from exporter.index import Clock
+from exporter.supervisor import Target
+
+log = logging.getLogger(__name__)
+
+HealthCheck = Callable[[], tuple[bool, str]]
+
+
+class Alerting:
+    def __init__(
+        self,
+        config: Config,
+        targets: Callable[[], Sequence[Target]],
+        scanning_health: HealthCheck,
+        clock: Clock = time.time,
+    ) -> None:
+        notify = config.notify
+        self.config = config
+        self.clock = clock
+        self.scanning_health = scanning_health
+        self.state = AlertState(
+            notify.for_, notify.repeat_interval, notify.min_interval, notify.send_resolved
+        )
+        self.store = StateStore(config.state_dir)
+        self.delivery = Delivery(
+            build_channels(notify),
+            notify.timeout,
+            notify.retry_initial,
+            notify.retry_max,
+            on_change=self.store.save,
+            clock=clock,
+        )
+        self.store.register("alerts", self.state.to_json)
+        self.store.register("outbox", self.delivery.to_json)
+        saved = self.store.load()
+        self.state.load_json(saved.get("alerts", {}))
+        self.delivery.load_json(saved.get("outbox", []))
+        self.evaluator = Evaluator(
+            targets, self.state, notify, self.delivery.submit, self.store.save, clock
+        )
+        self.heartbeat = (
+            Heartbeat(notify.heartbeat, self.health, redact_url(notify.heartbeat.url), clock)
+            if notify.heartbeat
+            else None
+        )
+
+    def health(self) -> tuple[bool, str]:
+        """Healthy: scans run, alerts are evaluated, and no notification is stuck."""
+        ok, why = self.scanning_health()
+        if not ok:
+            return ok, why
+        if not self.evaluator.is_alive():
+            return False, "alert evaluator is not running"
+        oldest = self.delivery.oldest_pending()
+        limit = self.config.notify.heartbeat.max_queue_age if self.config.notify.heartbeat else None
+        if oldest is not None and limit is not None and self.clock() - oldest > limit:
+            return False, "a notification has been undeliverable for too long"
+        return True, "ok"
+
+    def start(self) -> None:
+        if not self.delivery.channels:
+            log.info("no notification URL configured: alerts are logged and exported only")
+        for channel in self.delivery.channels:
+            log.info("notifying %s", channel.name)
+        self.delivery.start()
+        self.evaluator.start()
+        if self.heartbeat:
+            self.heartbeat.start()
+
+    def stop(self) -> None:
+        if self.heartbeat:
+            self.heartbeat.stop()
+        self.evaluator.stop()
+        self.delivery.stop()
+        self.store.save()
