@@ -79,14 +79,16 @@ def build_channels(notify: NotifyConfig) -> list[Channel]:
                 f"notify.urls[{index}]: apprise cannot use {redact_url(item.url)} "
                 "(unknown scheme or bad parameters)"
             )
+    from_urls = list(services)
     if notify.config:
         source = apprise.AppriseConfig()
         if not source.add(notify.config):
             raise ConfigError(f"notify.config: apprise cannot read {notify.config}")
         services.add(source)
-        if not len(source.servers()):
-            raise ConfigError(f"notify.config: {notify.config} defines no usable URL")
-    return [Channel(service) for service in services]
+    loaded = list(services)  # reads the config file, if any
+    if notify.config and len(loaded) == len(from_urls):
+        raise ConfigError(f"notify.config: {notify.config} defines no usable URL")
+    return [Channel(service) for service in loaded]
 
 
 @dataclass
