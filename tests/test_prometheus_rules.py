@@ -1,0 +1,203 @@
+"""The bundled Prometheus rules, Alertmanager example and Grafana dashboard, proven with
+promtool, amtool and a real Prometheus scraping the real exporter."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import fetch, make_config, parse_samples, require_tool, wait_for, write_backup
+from tests.peers import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES_DIR = ROOT / "alerts" / "prometheus"
+RULES = RULES_DIR / "backup-monitor.rules.yml"
+DASHBOARD = ROOT / "grafana" / "dashboards" / "backup-monitor.json"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_promtool_checks_and_unit_tests_pass() -> None:
+    promtool = require_tool("promtool", "prometheus")
+    checked = run(promtool, "check", "rules", str(RULES))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = run(
+        promtool, "test", "rules", str(RULES_DIR / "tests" / "backup-monitor.rules.test.yml")
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "SUCCESS" in tested.stdout
+    config = run(promtool, "check", "config", str(RULES_DIR / "prometheus.example.yml"))
+    assert config.returncode == 0, config.stdout + config.stderr
+
+
+def test_alertmanager_example_is_accepted() -> None:
+    amtool = require_tool("amtool", "prometheus-alertmanager")
+    result = run(amtool, "check-config", str(RULES_DIR / "alertmanager.example.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the dashboard's structure ------------------------------------------------------------
+
+
+def dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def panel_exprs() -> list[str]:
+    return [t["expr"] for p in dashboard()["panels"] for t in p.get("targets", [])]
+
+
+def test_dashboard_structure() -> None:
+    dash = dashboard()
+    assert dash["uid"] == "backup-monitor"
+    assert isinstance(dash["schemaVersion"], int)
+    assert "__inputs" not in dash
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    for name in ("instance", "target"):
+        assert variables[name]["multi"]
+        assert variables[name]["includeAll"]
+        assert variables[name]["datasource"]["uid"] == "${datasource}"
+    for panel in dash["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+            # Multi-value variables expand to regexes: they must be matched with =~.
+            assert not re.search(r'[^~]="\$(instance|target)', target["expr"]), target["expr"]
+        if panel["type"] == "timeseries":
+            assert panel["fieldConfig"]["defaults"].get("unit"), panel["title"]
+
+
+def test_dashboard_and_rules_use_only_exported_metrics(tmp_path: Path, start_daemon) -> None:
+    write_backup(tmp_path / "a" / "backup-1.db", 4096)
+    daemon = start_daemon(
+        make_config(
+            targets=[{"path": str(tmp_path / "a"), "min_count": 1}],
+            notify={"urls": ["json://127.0.0.1:9/x"]},
+        )
+    )
+    exported = {name for name, _ in parse_samples(fetch(daemon.url))}
+    rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    text = " ".join(panel_exprs() + [r["expr"] + str(r["annotations"]) for r in rules])
+    used = set(re.findall(r"\bbackup_[a-z_]+", text))
+    assert len(used) > 10
+    assert used <= exported, sorted(used - exported)
+
+
+# --- a real Prometheus ------------------------------------------------------------------
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path):
+    binary = require_tool("prometheus", "prometheus")
+    procs: list[subprocess.Popen] = []
+
+    def start(exporter_port: int) -> str:
+        rules = tmp_path / "rules.yml"
+        # Shorten every `for:` for the test only; the shipped file is untouched.
+        rules.write_text(re.sub(r"for: \d+[smh]", "for: 0s", RULES.read_text()))
+        port = free_port()
+        (tmp_path / "prometheus.yml").write_text(
+            f"""
+global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+rule_files: [{rules}]
+scrape_configs:
+  - job_name: backup-monitor
+    static_configs: [{{targets: ["127.0.0.1:{exporter_port}"]}}]
+"""
+        )
+        log = open(tmp_path / "prometheus.log", "w")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            try:
+                return "Ready" in fetch(url + "/-/ready")
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()
+                return False
+
+        wait_for(ready, timeout=30)
+        return url
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def query(url: str, expr: str) -> list[dict]:
+    try:
+        data = json.loads(fetch(f"{url}/api/v1/query?query={urllib.parse.quote(expr)}"))
+    except urllib.error.HTTPError as exc:
+        pytest.fail(f"{expr}: {exc.read().decode()}")
+    assert data["status"] == "success", data
+    return data["data"]["result"]
+
+
+def test_real_prometheus_rules_and_dashboard(tmp_path: Path, start_daemon, prometheus) -> None:
+    now = time.time()
+    write_backup(tmp_path / "healthy" / "backup-1.db", 40960, now - 3600)
+    write_backup(tmp_path / "old" / "backup-1.db", 40960, now - 2 * 86400)
+    write_backup(tmp_path / "tiny" / "backup-1.db", 12, now - 60)
+    write_backup(tmp_path / "few" / "backup-1.db", 40960, now - 60)
+    (tmp_path / "empty").mkdir()
+    targets = [{"path": str(tmp_path / n)} for n in ("healthy", "old", "tiny", "empty", "missing")]
+    targets.append({"path": str(tmp_path / "few"), "min_count": 3})
+    daemon = start_daemon(make_config(targets=targets))
+    url = prometheus(daemon.http.port)
+    instance = f"127.0.0.1:{daemon.http.port}"
+
+    wait_for(lambda: query(url, 'up{job="backup-monitor"} == 1'), timeout=30)
+
+    expected = {
+        ("BackupTooOld", "old"),
+        ("BackupTooSmall", "tiny"),
+        ("BackupMissing", "empty"),
+        ("BackupTargetDown", "missing"),
+        ("BackupCountLow", "few"),
+    }
+
+    def firing() -> set[tuple[str, str]]:
+        alerts = json.loads(fetch(url + "/api/v1/alerts"))["data"]["alerts"]
+        return {
+            (a["labels"]["alertname"], a["labels"].get("target", ""))
+            for a in alerts
+            if a["state"] == "firing"
+        }
+
+    wait_for(lambda: firing() == expected, timeout=30)
+
+    substitutions = {"$instance": instance, "$target": ".*", "$__rate_interval": "15s"}
+    for template in panel_exprs():
+        expr = template
+        for name, val in substitutions.items():
+            expr = expr.replace(name, val)
+        wait_for(lambda expr=expr: query(url, expr), timeout=30)
+    assert firing() == expected  # and nothing else started firing meanwhile
