@@ -1,20 +1,23 @@
-"""The checks: small pure functions of (snapshot, target config, now).
+"""The checks: small pure functions of (snapshot, target, now).
 
 A check returns a CheckResult, or None when it does not apply to the target
-(``count`` without ``min_count``). ``next_change_at`` is the moment the result
-can flip with no file activity at all (the newest backup crossing
-``max_age``), so the evaluator sleeps until exactly then instead of polling.
-Adding a check is adding one function to CHECKS.
+(``count`` without bounds, ``schedule`` without a cron expression...).
+``next_change_at`` is the moment the result can flip with no file activity at
+all (the newest backup crossing ``max_age``, a schedule's deadline), so the
+evaluator sleeps until exactly then instead of polling. Adding a check is adding
+one function to CHECKS, one Prometheus rule and one README row.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.config import TargetConfig
+from exporter.analysis import missing_runs, retention_violations, size_ratio
 from exporter.index import TargetSnapshot
-from exporter.units import format_duration, humanize_age, humanize_size
+from exporter.supervisor import Target
+from exporter.units import format_duration, format_fraction, humanize_age, humanize_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,56 +27,146 @@ class CheckResult:
     next_change_at: float | None = None
 
 
-Check = Callable[[TargetSnapshot, TargetConfig, float], CheckResult | None]
+Check = Callable[[TargetSnapshot, Target, float], CheckResult | None]
 
 
 def _down(snap: TargetSnapshot) -> CheckResult:
     return CheckResult(False, f"target is down: {snap.error}")
 
 
-def check_age(snap: TargetSnapshot, cfg: TargetConfig, now: float) -> CheckResult:
+def _stamp(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def check_age(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+    max_age = target.config.effective_max_age
+    if max_age is None:
+        return None
     if not snap.up:
         return _down(snap)
     if snap.newest is None:
         return CheckResult(False, "no backup found")
     age = max(0.0, now - snap.newest.mtime)
-    limit = format_duration(cfg.max_age)
-    if age > cfg.max_age:
-        return CheckResult(
-            False, f"newest backup {snap.newest.name} is {humanize_age(age)} old (max {limit})"
-        )
-    return CheckResult(
-        True,
-        f"newest backup {snap.newest.name} is {humanize_age(age)} old (max {limit})",
-        next_change_at=snap.newest.mtime + cfg.max_age,
-    )
+    limit = format_duration(max_age)
+    text = f"newest backup {snap.newest.name} is {humanize_age(age)} old (max {limit})"
+    if age > max_age:
+        return CheckResult(False, text)
+    return CheckResult(True, text, next_change_at=snap.newest.mtime + max_age)
 
 
-def check_size(snap: TargetSnapshot, cfg: TargetConfig, now: float) -> CheckResult:
+def check_size(snap: TargetSnapshot, target: Target, now: float) -> CheckResult:
     if not snap.up:
         return _down(snap)
     if snap.newest is None:
         return CheckResult(False, "no backup found")
-    size = humanize_size(snap.newest.size)
-    limit = humanize_size(cfg.min_size)
-    if snap.newest.size < cfg.min_size:
-        return CheckResult(False, f"newest backup {snap.newest.name} is {size} (min {limit})")
-    return CheckResult(True, f"newest backup {snap.newest.name} is {size} (min {limit})")
+    size, limit = humanize_size(snap.newest.size), humanize_size(target.config.min_size)
+    text = f"newest backup {snap.newest.name} is {size} (min {limit})"
+    return CheckResult(snap.newest.size >= target.config.min_size, text)
 
 
-def check_count(snap: TargetSnapshot, cfg: TargetConfig, now: float) -> CheckResult | None:
-    if cfg.min_count is None:
+def check_count(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+    low, high = target.config.min_count, target.config.max_count
+    if low is None and high is None:
         return None
     if not snap.up:
         return _down(snap)
-    text = f"{snap.count} backups (min {cfg.min_count})"
-    return CheckResult(snap.count >= cfg.min_count, text)
+    bounds = ", ".join(
+        f"{word} {value}" for word, value in (("min", low), ("max", high)) if value is not None
+    )
+    ok = (low is None or snap.count >= low) and (high is None or snap.count <= high)
+    return CheckResult(ok, f"{snap.count} backups ({bounds})")
 
 
-def check_target_down(snap: TargetSnapshot, cfg: TargetConfig, now: float) -> CheckResult:
+def check_target_down(snap: TargetSnapshot, target: Target, now: float) -> CheckResult:
     if not snap.up:
-        return CheckResult(False, f"{cfg.path}: {snap.error}")
-    return CheckResult(True, f"{cfg.path} is readable")
+        return CheckResult(False, f"{target.config.path}: {snap.error}")
+    return CheckResult(True, f"{target.config.path} is readable")
+
+
+def check_schedule(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+    if target.schedule is None:
+        return None
+    if not snap.up:
+        return _down(snap)
+    newest = snap.newest.mtime if snap.newest else None
+    run, deadline = target.schedule.expected(newest, now)
+    grace = format_duration(target.schedule.grace)
+    if now >= deadline:
+        return CheckResult(
+            False,
+            f"no backup for the run of {_stamp(run)} ({target.config.schedule}, grace {grace})",
+        )
+    return CheckResult(True, f"next backup expected for the run of {_stamp(run)}", deadline)
+
+
+def gap_window(target: Target) -> float:
+    return target.config.retention or target.config.gap_window
+
+
+def check_gaps(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+    if not target.config.gaps_enabled:
+        return None
+    if not snap.up:
+        return _down(snap)
+    missing = missing_runs(snap.history, target.schedule, gap_window(target), now)
+    limit = target.config.max_missing_runs
+    window = format_duration(gap_window(target))
+    if len(missing) > limit:
+        shown = ", ".join(_stamp(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        return CheckResult(
+            False, f"{len(missing)} runs without a backup in the last {window}: {shown}"
+        )
+    return CheckResult(
+        True, f"{len(missing)} runs without a backup in the last {window} (max {limit})"
+    )
+
+
+def _size_check(
+    snap: TargetSnapshot, target: Target, now: float, limit: float | None, shrink: bool
+) -> CheckResult | None:
+    if limit is None or not target.config.size_history:
+        return None
+    if not snap.up:
+        return _down(snap)
+    settled_at = snap.newest_changed_at + target.config.settle
+    if snap.newest is not None and now < settled_at:
+        return CheckResult(True, f"newest backup {snap.newest.name} is not settled yet", settled_at)
+    found = size_ratio(snap.history, target.config.size_history)
+    if found is None or snap.newest is None:
+        return CheckResult(True, "not enough backups to compare sizes")
+    ratio, median = found
+    text = (
+        f"newest backup {snap.newest.name} is {humanize_size(snap.newest.size)}, "
+        f"{format_fraction(ratio)} of the median {humanize_size(median)} of the previous "
+        f"{min(target.config.size_history, len(snap.history) - 1)}"
+    )
+    failing = ratio < 1 - limit if shrink else ratio > 1 + limit
+    return CheckResult(not failing, text)
+
+
+def check_shrink(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+    return _size_check(snap, target, now, target.config.max_shrink, shrink=True)
+
+
+def check_growth(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+    return _size_check(snap, target, now, target.config.max_growth, shrink=False)
+
+
+def check_retention(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+    retention = target.config.retention
+    if retention is None:
+        return None
+    if not snap.up:
+        return _down(snap)
+    grace = target.config.retention_grace
+    violations = retention_violations(snap.history, retention, grace, now)
+    limit = format_duration(retention)
+    if violations:
+        return CheckResult(
+            False, f"{violations} backups older than the {limit} retention are still present"
+        )
+    next_change = snap.oldest.mtime + retention + grace if snap.oldest else None
+    return CheckResult(True, f"no backup older than the {limit} retention", next_change)
 
 
 CHECKS: dict[str, Check] = {
@@ -81,14 +174,19 @@ CHECKS: dict[str, Check] = {
     "size": check_size,
     "count": check_count,
     "target_down": check_target_down,
+    "schedule": check_schedule,
+    "gaps": check_gaps,
+    "shrink": check_shrink,
+    "growth": check_growth,
+    "retention": check_retention,
 }
 
 
-def evaluate(snap: TargetSnapshot, cfg: TargetConfig, now: float) -> dict[str, CheckResult]:
+def evaluate(snap: TargetSnapshot, target: Target, now: float) -> dict[str, CheckResult]:
     """Every applicable check's result, in CHECKS order."""
     results: dict[str, CheckResult] = {}
     for name, check in CHECKS.items():
-        result = check(snap, cfg, now)
+        result = check(snap, target, now)
         if result is not None:
             results[name] = result
     return results

@@ -30,7 +30,7 @@ class AlertCollector(Collector):
         now = alerting.clock()
         for target in self.targets():
             labels = {"target": target.name, **target.config.labels}
-            for check in evaluate(target.index.snapshot(), target.config, now):
+            for check in evaluate(target.index.snapshot(), target, now):
                 is_firing = alerting.state.is_firing(target.name, check)
                 firing.add_sample(firing.name, {**labels, "check": check}, int(is_firing))
         yield firing

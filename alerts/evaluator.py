@@ -61,7 +61,7 @@ class Evaluator:
         keep: set[tuple[str, str]] = set()
         for target in self.targets():
             snap = target.index.snapshot()
-            for check, result in evaluate(snap, target.config, now).items():
+            for check, result in evaluate(snap, target, now).items():
                 keep.add((target.name, check))
                 if result.next_change_at is not None:
                     moments.append(result.next_change_at + DEADLINE_SLACK)

@@ -68,7 +68,11 @@ def render(
         "path": target.path,
         "newest": newest.name if newest else "none",
         "age": humanize_age(now - newest.mtime) if newest else "never",
-        "max_age": format_duration(target.max_age),
+        "max_age": (
+            format_duration(target.effective_max_age)
+            if target.effective_max_age is not None
+            else f"schedule {target.schedule}"
+        ),
         "size": humanize_size(newest.size) if newest else "none",
         "min_size": humanize_size(target.min_size),
         "count": str(snap.count),

@@ -14,6 +14,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.analysis import missing_runs, retention_violations, size_ratio
 from exporter.index import Clock, TargetSnapshot
 from exporter.stats import WATCH_MODES, DaemonStats
 from exporter.supervisor import Target
@@ -48,6 +49,39 @@ _TARGET_HELP = {
     "min_size_bytes": (
         "gauge",
         "Configured threshold: the newest backup must be at least this large (min_size).",
+    ),
+    "max_backups": (
+        "gauge",
+        "Configured threshold: at most this many backups (max_count; only where set).",
+    ),
+    "unparsed_files": (
+        "gauge",
+        "Files matching the patterns whose names give no timestamp (timestamp: name); "
+        "not counted as backups.",
+    ),
+    "oldest_age_seconds": (
+        "gauge",
+        "Seconds since the oldest backup was made; +Inf when the target has no backup.",
+    ),
+    "next_expected_timestamp_seconds": (
+        "gauge",
+        "The scheduled run the next backup answers (schedule targets only), epoch seconds.",
+    ),
+    "deadline_timestamp_seconds": (
+        "gauge",
+        "When that run's backup is late: run time plus grace (schedule targets only).",
+    ),
+    "missing_runs": (
+        "gauge",
+        "Expected runs inside the backup series (retention or gap_window) with no backup.",
+    ),
+    "size_ratio": (
+        "gauge",
+        "Newest backup's size divided by the median size of the backups before it.",
+    ),
+    "retention_violations": (
+        "gauge",
+        "Backups older than the retention (plus retention_grace) that are still present.",
     ),
     "min_backups": (
         "gauge",
@@ -137,13 +171,44 @@ class BackupCollector(Collector):
         fams.add("count", labels, snap.count)
         fams.add("newest_size_bytes", labels, newest.size if newest else 0)
         fams.add("total_size_bytes", labels, snap.total_size)
-        fams.add("max_age_seconds", labels, cfg.max_age)
+        if cfg.effective_max_age is not None:
+            fams.add("max_age_seconds", labels, cfg.effective_max_age)
         fams.add("min_size_bytes", labels, cfg.min_size)
         if cfg.min_count is not None:
             fams.add("min_backups", labels, cfg.min_count)
+        if cfg.max_count is not None:
+            fams.add("max_backups", labels, cfg.max_count)
+        fams.add("unparsed_files", labels, snap.unparsed)
+        fams.add("oldest_age_seconds", labels, max(0.0, now - oldest.mtime) if oldest else math.inf)
+        self._add_history(fams, target, snap, labels, now)
         for check, ok in self.evaluate_checks(snap, target, now).items():
             fams.add("check_ok", {**labels, "check": check}, 1 if ok else 0)
         fams.add("target_up", labels, 1 if snap.up else 0)
+
+    @staticmethod
+    def _add_history(
+        fams: _Families, target: Target, snap: TargetSnapshot, labels: dict[str, str], now: float
+    ) -> None:
+        cfg = target.config
+        if target.schedule is not None:
+            run, deadline = target.schedule.expected(
+                snap.newest.mtime if snap.newest else None, now
+            )
+            fams.add("next_expected_timestamp_seconds", labels, run)
+            fams.add("deadline_timestamp_seconds", labels, deadline)
+        if cfg.gaps_enabled:
+            window = cfg.retention or cfg.gap_window
+            fams.add(
+                "missing_runs",
+                labels,
+                len(missing_runs(snap.history, target.schedule, window, now)),
+            )
+        found = size_ratio(snap.history, cfg.size_history) if snap.history else None
+        if found is not None:
+            fams.add("size_ratio", labels, found[0])
+        if cfg.retention is not None:
+            violations = retention_violations(snap.history, cfg.retention, cfg.retention_grace, now)
+            fams.add("retention_violations", labels, violations)
 
     def _exporter_metrics(self) -> Iterator[Metric]:
         info = Metric("backup_monitor_build", "backup-monitor's version; always 1.", "info")

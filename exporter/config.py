@@ -7,8 +7,10 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -21,7 +23,15 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.units import format_duration, format_size, parse_duration, parse_size
+from exporter.timestamps import compile_name_format
+from exporter.units import (
+    format_duration,
+    format_fraction,
+    format_size,
+    parse_duration,
+    parse_fraction,
+    parse_size,
+)
 
 ENV_PREFIX = "BACKUP_MONITOR_"
 
@@ -29,6 +39,9 @@ Duration = Annotated[
     float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
 ]
 Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, return_type=str)]
+Fraction = Annotated[
+    float, BeforeValidator(parse_fraction), PlainSerializer(format_fraction, return_type=str)
+]
 
 # Files a backup tool is still writing, or that are not backups at all.
 DEFAULT_EXCLUDES = [".*", "*.tmp", "*.temp", "*.part", "*.partial", "*.lock", "*.swp", "*~"]
@@ -52,11 +65,86 @@ class TargetConfig(_Strict):
     patterns: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDES))
     recursive: bool = False
-    max_age: Duration = 86400.0
+    # None: 24h without a schedule, no age check with one (the schedule check replaces it).
+    max_age: Duration | None = None
     min_size: Size = 1024
     min_count: int | None = Field(default=None, ge=0)
+    max_count: int | None = Field(default=None, ge=0)
     labels: dict[str, str] = Field(default_factory=dict)
     notify_tags: list[str] = Field(default_factory=list)
+    timestamp: Literal["mtime", "name"] = "mtime"
+    name_format: str | None = None
+    timezone: str | None = None
+    schedule: str | None = None
+    grace: Duration = 3600.0
+    gaps: bool | None = None  # None: on with a schedule, off without
+    gap_window: Duration = 7 * 86400.0
+    max_missing_runs: int = Field(default=0, ge=0)
+    size_history: int = Field(default=7, ge=0)
+    max_shrink: Fraction | None = 0.5
+    max_growth: Fraction | None = None
+    retention: Duration | None = None
+    retention_grace: Duration = 86400.0
+    settle: Duration = 30.0
+
+    @property
+    def effective_max_age(self) -> float | None:
+        if self.max_age is not None:
+            return self.max_age
+        return None if self.schedule else 86400.0
+
+    @property
+    def gaps_enabled(self) -> bool:
+        return self.gaps if self.gaps is not None else self.schedule is not None
+
+    @property
+    def needs_history(self) -> bool:
+        """Whether a check looks past the newest backup (gaps, shrink, growth, retention)."""
+        return bool(
+            self.gaps_enabled
+            or (self.size_history and (self.max_shrink is not None or self.max_growth is not None))
+            or self.retention is not None
+        )
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"unknown time zone {value!r} (use e.g. Europe/Berlin, UTC)"
+                ) from None
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError(f"invalid cron expression {value!r} (e.g. '0 2 * * *')")
+        return value
+
+    @field_validator("max_shrink")
+    @classmethod
+    def _check_shrink(cls, value: float | None) -> float | None:
+        if value is not None and value > 1:
+            raise ValueError("must be at most 100%")
+        return value
+
+    @model_validator(mode="after")
+    def _check_timestamp(self) -> TargetConfig:
+        if self.timestamp == "name":
+            if not self.name_format:
+                raise ValueError("timestamp: name needs name_format, e.g. backup-%Y-%m-%d-%H-%M-%S")
+            compile_name_format(self.name_format)
+        if (
+            self.min_count is not None
+            and self.max_count is not None
+            and self.max_count < self.min_count
+        ):
+            raise ValueError("max_count is below min_count")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -328,6 +416,9 @@ def render_config(config: Config, redact: Callable[[str], str]) -> str:
     ``redact`` turns a notification URL into a form without its secrets.
     """
     data = config.model_dump(mode="json", by_alias=True)
+    for target, dumped in zip(config.targets, data["targets"], strict=True):
+        effective = target.effective_max_age
+        dumped["max_age"] = format_duration(effective) if effective is not None else None
     for item in data["notify"]["urls"]:
         item["url"] = redact(item["url"])
     if data["notify"]["heartbeat"]:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def check_states(snap: TargetSnapshot, target: Target, now: float) -> dict[str, bool]:
-    return {name: result.ok for name, result in evaluate(snap, target.config, now).items()}
+    return {name: result.ok for name, result in evaluate(snap, target, now).items()}
 
 
 class Daemon:
@@ -39,7 +39,7 @@ class Daemon:
         self.config = config
         self.clock = clock
         self.stats = DaemonStats()
-        self.targets = [Target(t) for t in config.targets]
+        self.targets = [Target(t, clock) for t in config.targets]
         self.watcher = Watcher(
             config.watch_mode, config.poll_interval, self.stats, observer_factory
         )

@@ -1,13 +1,18 @@
 """TargetIndex: the single source of truth for one target, and its immutable snapshot.
 
 Only the watcher and the supervisor write an index; everything else reads
-snapshots. Each event costs O(1); the newest and oldest file are recomputed
-lazily, and only when the current one was removed or made older.
+snapshots. Besides the name -> (size, timestamp) map, the index keeps its
+entries in a list sorted by (timestamp, name): newest and oldest are its ends,
+and an update is a binary search plus one C-level move of pointers, so each
+event stays cheap even at 100,000 files. Snapshots are cached until the next
+change.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,13 +21,18 @@ Listener = Callable[[str], None]
 
 # name -> (size in bytes, timestamp in seconds since the epoch)
 FileMap = dict[str, tuple[int, float]]
+# (timestamp, name, size): the sort order of the history
+Entry = tuple[float, str, int]
+
+# Above this many corrections a scan re-sorts the whole list instead of inserting one by one.
+_BULK = 64
 
 
 @dataclass(frozen=True, slots=True)
 class BackupFile:
     name: str
     size: int
-    mtime: float
+    mtime: float  # the backup's timestamp: its mtime, or the time in its name
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +48,9 @@ class TargetSnapshot:
     total_size: int
     newest: BackupFile | None
     oldest: BackupFile | None
+    newest_changed_at: float  # when the newest entry last changed (for "settled")
+    unparsed: int  # files whose names did not give a timestamp
+    history: tuple[Entry, ...]  # every backup, oldest first (only where a check needs it)
     last_scan: float
     last_scan_duration: float
     scans: int
@@ -46,20 +59,20 @@ class TargetSnapshot:
     version: int
 
 
-def _key(item: tuple[str, tuple[int, float]]) -> tuple[float, str]:
-    return item[1][1], item[0]
-
-
 class TargetIndex:
-    def __init__(self, name: str, path: str) -> None:
+    def __init__(
+        self, name: str, path: str, keep_history: bool = False, clock: Clock = time.time
+    ) -> None:
         self.name = name
         self.path = path
+        self.keep_history = keep_history
+        self.clock = clock
         self._lock = threading.Lock()
         self._files: FileMap = {}
+        self._order: list[Entry] = []
+        self._unparsed: set[str] = set()
         self._total = 0
-        self._newest: str | None = None
-        self._oldest: str | None = None
-        self._extremes_stale = False
+        self._newest_changed_at = 0.0
         self._up = False
         self._error = "not scanned yet"
         self._scanned = False
@@ -85,72 +98,86 @@ class TargetIndex:
         for listener in self._listeners:
             listener(self.name)
 
-    # --- incremental updates from events -------------------------------------------------
+    # --- primitive edits (lock held) -----------------------------------------------------
 
-    def _put(self, name: str, size: int, mtime: float) -> bool:
+    def _put(self, name: str, size: int, ts: float, bulk: bool = False) -> bool:
         old = self._files.get(name)
-        if old == (size, mtime):
+        if old == (size, ts):
             return False
-        self._files[name] = (size, mtime)
-        self._total += size - (old[0] if old else 0)
-        if not self._extremes_stale:
-            # Compare against the old timestamp: a newest file made older may no
-            # longer be the newest, and only a full pass can tell which is.
-            key = (mtime, name)
-            if name == self._newest:
-                self._extremes_stale = old is not None and mtime < old[1]
-            elif self._newest is None or key > self._entry_key(self._newest):
-                self._newest = name
-            if name == self._oldest:
-                self._extremes_stale |= old is not None and mtime > old[1]
-            elif self._oldest is None or key < self._entry_key(self._oldest):
-                self._oldest = name
+        if old is not None:
+            self._total -= old[0]
+            if not bulk:
+                del self._order[bisect.bisect_left(self._order, (old[1], name, old[0]))]
+        self._files[name] = (size, ts)
+        self._total += size
+        if not bulk:
+            bisect.insort(self._order, (ts, name, size))
+            if self._order[-1][1] == name:
+                self._newest_changed_at = self.clock()
         return True
 
-    def _pop(self, name: str) -> bool:
+    def _pop(self, name: str, bulk: bool = False) -> bool:
         old = self._files.pop(name, None)
         if old is None:
             return False
         self._total -= old[0]
-        if name in (self._newest, self._oldest):
-            self._extremes_stale = True
+        if not bulk:
+            del self._order[bisect.bisect_left(self._order, (old[1], name, old[0]))]
         return True
 
-    def _entry_key(self, name: str) -> tuple[float, str]:
-        return self._files[name][1], name
+    def _resort(self) -> None:
+        self._order = sorted((ts, name, size) for name, (size, ts) in self._files.items())
+        # Seen whole by a scan, the newest file last changed at its own timestamp, as far
+        # as anyone knows (events after this give the exact moment).
+        self._newest_changed_at = self._order[-1][0] if self._order else 0.0
 
-    def upsert(self, name: str, size: int, mtime: float) -> None:
+    # --- incremental updates from events -------------------------------------------------
+
+    def _edit(self, names: list[str], edit: Callable[[], bool]) -> None:
         with self._lock:
             if self._touched is not None:
-                self._touched.add(name)
-            changed = self._put(name, size, mtime)
+                self._touched.update(names)
+            changed = edit()
             if changed:
                 self._changed()
         if changed:
             self._notify()
+
+    def upsert(self, name: str, size: int, ts: float) -> None:
+        def edit() -> bool:
+            was_unparsed = name in self._unparsed
+            self._unparsed.discard(name)
+            return self._put(name, size, ts) or was_unparsed
+
+        self._edit([name], edit)
+
+    def mark_unparsed(self, name: str) -> bool:
+        """A file whose name gives no timestamp: counted apart. True if it is new."""
+        is_new = False
+
+        def edit() -> bool:
+            nonlocal is_new
+            is_new = name not in self._unparsed
+            self._unparsed.add(name)
+            return self._pop(name) or is_new
+
+        self._edit([name], edit)
+        return is_new
 
     def remove(self, name: str) -> None:
-        with self._lock:
-            if self._touched is not None:
-                self._touched.add(name)
-            changed = self._pop(name)
-            if changed:
-                self._changed()
-        if changed:
-            self._notify()
+        def edit() -> bool:
+            was_unparsed = name in self._unparsed
+            self._unparsed.discard(name)
+            return self._pop(name) or was_unparsed
+
+        self._edit([name], edit)
 
     def remove_prefix(self, prefix: str) -> None:
         """Forget everything below a directory that was deleted or moved away."""
         with self._lock:
-            names = [n for n in self._files if n.startswith(prefix)]
-            if self._touched is not None:
-                self._touched.update(names)
-            for name in names:
-                self._pop(name)
-            if names:
-                self._changed()
-        if names:
-            self._notify()
+            names = [n for n in (*self._files, *self._unparsed) if n.startswith(prefix)]
+        for name in names:
+            self.remove(name)
 
     # --- whole scans from the supervisor -------------------------------------------------
 
@@ -159,7 +186,9 @@ class TargetIndex:
         with self._lock:
             self._touched = set()
 
-    def apply_scan(self, files: FileMap, finished_at: float, duration: float) -> int:
+    def apply_scan(
+        self, files: FileMap, unparsed: set[str], finished_at: float, duration: float
+    ) -> int:
         """Make the index equal to a scan (but for names events touched meanwhile).
 
         Returns how many entries the scan corrected.
@@ -167,14 +196,22 @@ class TargetIndex:
         with self._lock:
             touched = self._touched or set()
             self._touched = None
-            corrections = 0
-            for name in [n for n in self._files if n not in files and n not in touched]:
-                self._pop(name)
-                corrections += 1
-            for name, (size, mtime) in files.items():
-                if name not in touched and self._put(name, size, mtime):
-                    corrections += 1
-            was_up, first = self._up, not self._scanned
+            stale = [n for n in self._files if n not in files and n not in touched]
+            fresh = [
+                (n, v) for n, v in files.items() if n not in touched and self._files.get(n) != v
+            ]
+            first = not self._scanned
+            bulk = first or len(stale) + len(fresh) > _BULK
+            for name in stale:
+                self._pop(name, bulk)
+            for name, (size, ts) in fresh:
+                self._put(name, size, ts, bulk)
+            if bulk:
+                self._resort()
+            new_unparsed = (self._unparsed & touched) | (unparsed - touched)
+            corrections = len(stale) + len(fresh) + len(new_unparsed ^ self._unparsed)
+            self._unparsed = new_unparsed
+            was_up = self._up
             self._up, self._error, self._scanned = True, "", True
             self._last_scan, self._last_scan_duration = finished_at, duration
             self._scans += 1
@@ -195,9 +232,9 @@ class TargetIndex:
             self._touched = None
             was = (self._up, self._error, self._scanned)
             self._files.clear()
+            self._order.clear()
+            self._unparsed.clear()
             self._total = 0
-            self._newest = self._oldest = None
-            self._extremes_stale = False
             self._up, self._error, self._scanned = False, error, True
             self._last_scan = finished_at
             self._scans += 1
@@ -221,23 +258,20 @@ class TargetIndex:
             return self._snapshot
 
     def _build_snapshot(self) -> TargetSnapshot:
-        if self._extremes_stale:
-            if self._files:
-                self._newest = max(self._files.items(), key=_key)[0]
-                self._oldest = min(self._files.items(), key=_key)[0]
-            else:
-                self._newest = self._oldest = None
-            self._extremes_stale = False
+        order = self._order
         return TargetSnapshot(
             name=self.name,
             path=self.path,
             up=self._up,
             error=self._error,
             scanned=self._scanned,
-            count=len(self._files),
+            count=len(order),
             total_size=self._total,
-            newest=self._file(self._newest),
-            oldest=self._file(self._oldest),
+            newest=BackupFile(order[-1][1], order[-1][2], order[-1][0]) if order else None,
+            oldest=BackupFile(order[0][1], order[0][2], order[0][0]) if order else None,
+            newest_changed_at=self._newest_changed_at,
+            unparsed=len(self._unparsed),
+            history=tuple(order) if self.keep_history else (),
             last_scan=self._last_scan,
             last_scan_duration=self._last_scan_duration,
             scans=self._scans,
@@ -245,9 +279,3 @@ class TargetIndex:
             corrections=self._corrections,
             version=self._version,
         )
-
-    def _file(self, name: str | None) -> BackupFile | None:
-        if name is None:
-            return None
-        size, mtime = self._files[name]
-        return BackupFile(name, size, mtime)

@@ -24,10 +24,10 @@ class TargetReport:
 
 def run_checks(config: Config, clock: Clock = time.time) -> tuple[list[TargetReport], float]:
     reports = []
-    for target in (Target(t) for t in config.targets):
+    for target in (Target(t, clock) for t in config.targets):
         scan_into_index(target, clock)
         snap = target.index.snapshot()
-        reports.append(TargetReport(target, snap, evaluate(snap, target.config, clock())))
+        reports.append(TargetReport(target, snap, evaluate(snap, target, clock())))
     return reports, clock()
 
 

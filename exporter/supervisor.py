@@ -16,10 +16,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from exporter.config import TargetConfig
-from exporter.index import Clock, TargetIndex
+from exporter.index import Clock, FileMap, TargetIndex
 from exporter.matcher import Matcher
 from exporter.scan import TargetUnavailable, scan_target
+from exporter.schedule import Schedule, resolve_zone
 from exporter.stats import DaemonStats
+from exporter.timestamps import Stamper, make_stamper
 from exporter.watch import TargetEventHandler, Watcher
 
 log = logging.getLogger(__name__)
@@ -30,12 +32,32 @@ class Target:
     """A configured target with its index: what the rest of the daemon reads."""
 
     config: TargetConfig
+    clock: Clock = time.time
     index: TargetIndex = field(init=False)
     matcher: Matcher = field(init=False)
+    stamp: Stamper = field(init=False)
+    schedule: Schedule | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.index = TargetIndex(self.config.name, self.config.path)
-        self.matcher = Matcher(self.config.patterns, self.config.exclude)
+        cfg = self.config
+        self.index = TargetIndex(cfg.name, cfg.path, cfg.needs_history, self.clock)
+        self.matcher = Matcher(cfg.patterns, cfg.exclude)
+        self.stamp = make_stamper(cfg.timestamp, cfg.name_format, cfg.timezone)
+        self.schedule = (
+            Schedule(cfg.schedule, resolve_zone(cfg.timezone), cfg.grace) if cfg.schedule else None
+        )
+
+    def split(self, raw: FileMap) -> tuple[FileMap, set[str]]:
+        """Scanned (size, mtime) -> (size, timestamp), and the names that give none."""
+        files: FileMap = {}
+        unparsed: set[str] = set()
+        for name, (size, mtime) in raw.items():
+            ts = self.stamp(name, mtime)
+            if ts is None:
+                unparsed.add(name)
+            else:
+                files[name] = (size, ts)
+        return files, unparsed
 
     @property
     def name(self) -> str:
@@ -56,7 +78,17 @@ def scan_into_index(target: Target, clock: Clock) -> None:
             log.warning("target %s is down: %s: %s", target.name, target.config.path, exc)
         return
     finished = clock()
-    corrections = target.index.apply_scan(files, finished, max(0.0, finished - started))
+    files, unparsed = target.split(files)
+    known = target.index.snapshot().unparsed
+    corrections = target.index.apply_scan(files, unparsed, finished, max(0.0, finished - started))
+    if len(unparsed) > known:
+        log.warning(
+            "target %s: %d file names do not match name_format %r (e.g. %s); counted apart",
+            target.name,
+            len(unparsed),
+            target.config.name_format,
+            sorted(unparsed)[0],
+        )
     if was.scanned and not was.up:
         log.info("target %s is up again: %d backups", target.name, len(files))
     elif was.scanned and corrections:
@@ -110,6 +142,7 @@ class Supervisor:
             target.index,
             root,
             target.matcher,
+            target.stamp,
             target.config.recursive,
             self.stats,
             self.request_rescan,

@@ -121,3 +121,21 @@ def format_size(size: int) -> str:
         if size and size % factor == 0:
             return f"{size // factor}{unit}"
     return f"{size}B"
+
+
+def parse_fraction(value: object) -> float:
+    """A fraction from ``"50%"``, ``0.5`` or ``"0.5"``; ``"200%"`` is 2.0."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid percentage {value!r}")
+    text = str(value).strip()
+    try:
+        number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"invalid percentage {value!r} (use e.g. 50% or 0.5)") from None
+    if number < 0 or not math.isfinite(number):
+        raise ValueError(f"invalid percentage {value!r}: must be >= 0")
+    return number
+
+
+def format_fraction(value: float) -> str:
+    return f"{value * 100:g}%"

@@ -36,6 +36,7 @@ from exporter.index import TargetIndex
 from exporter.matcher import Matcher
 from exporter.scan import stat_backup
 from exporter.stats import DaemonStats
+from exporter.timestamps import Stamper
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class TargetEventHandler(FileSystemEventHandler):
         index: TargetIndex,
         root: str,
         matcher: Matcher,
+        stamp: Stamper,
         recursive: bool,
         stats: DaemonStats,
         request_rescan: RescanRequest,
@@ -75,6 +77,7 @@ class TargetEventHandler(FileSystemEventHandler):
         self.index = index
         self.root = root
         self.matcher = matcher
+        self.stamp = stamp
         self.recursive = recursive
         self.stats = stats
         self.request_rescan = request_rescan
@@ -137,8 +140,14 @@ class TargetEventHandler(FileSystemEventHandler):
         info = stat_backup(path)
         if info is None:
             self.index.remove(rel)
-        else:
-            self.index.upsert(rel, *info)
+            return
+        ts = self.stamp(rel, info[1])
+        if ts is not None:
+            self.index.upsert(rel, info[0], ts)
+        elif self.index.mark_unparsed(rel):
+            log.warning(
+                "target %s: %r does not match name_format; counted apart", self.index.name, rel
+            )
 
 
 class OverflowListener(logging.Handler):

@@ -22,7 +22,7 @@ def test_defaults(tmp_path: Path) -> None:
     )
     target = config.targets[0]
     assert target.name == "db"
-    assert (target.max_age, target.min_size, target.min_count) == (86400, 1024, None)
+    assert (target.effective_max_age, target.min_size, target.min_count) == (86400, 1024, None)
     assert target.patterns == ["*"]
     assert target.exclude == DEFAULT_EXCLUDES
     assert target.recursive is False

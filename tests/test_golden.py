@@ -32,6 +32,13 @@ FIXTURE = {
         "backup-2026-05-28-03-00-00.db.part": (100, 10),
     },
     "stale": {"dump.sql": (2_000_000, 3 * 86400)},
+    # Timestamps from names (mtimes all fresh): nightly at 02:00 UTC, 05-25 missing,
+    # 05-20 past the 7-day retention (plus its 1-day grace), one name that does not parse.
+    "nightly": {
+        **{f"backup-2026-05-{d}-02-00-00.db": (50_000, 10) for d in (20, 21, 22, 23, 24, 26, 27)},
+        "backup-2026-05-28-02-00-00.db": (20_000, 10),
+        "notes-backup.txt": (100, 10),
+    },
     "tiny": {"dump.sql": (12, 60)},
     "empty": {},
 }
@@ -48,13 +55,22 @@ def render(tmp_path: Path, namespace: str) -> str:
             "targets": [
                 {"path": str(tmp_path / "quota-proxy"), "min_count": 3, "labels": {"env": "prod"}},
                 {"path": str(tmp_path / "stale"), "max_age": "2d"},
+                {
+                    "path": str(tmp_path / "nightly"),
+                    "timestamp": "name",
+                    "name_format": "backup-%Y-%m-%d-%H-%M-%S",
+                    "timezone": "UTC",
+                    "schedule": "0 2 * * *",
+                    "retention": "7d",
+                    "max_count": 7,
+                },
                 {"path": str(tmp_path / "tiny")},
                 {"path": str(tmp_path / "empty")},
                 {"path": str(tmp_path / "missing")},
             ],
         }
     )
-    targets = [Target(t) for t in config.targets]
+    targets = [Target(t, lambda: NOW) for t in config.targets]
     for target in targets:
         scan_into_index(target, lambda: NOW)
     registry = CollectorRegistry()

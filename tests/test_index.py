@@ -31,7 +31,7 @@ def expected(reference: dict[str, tuple[int, float]]) -> tuple:
 @given(ops)
 def test_any_sequence_matches_reference(sequence: list[tuple]) -> None:
     index = TargetIndex("t", "/t")
-    index.apply_scan({}, 0, 0)
+    index.apply_scan({}, set(), 0, 0)
     reference: dict[str, tuple[int, float]] = {}
     for op in sequence:
         if op[0] == "upsert":
@@ -55,11 +55,11 @@ def test_any_sequence_matches_reference(sequence: list[tuple]) -> None:
 
 def test_events_during_a_scan_win_over_the_scan() -> None:
     index = TargetIndex("t", "/t")
-    index.apply_scan({"a": (1, 1.0), "b": (1, 1.0)}, 0, 0)
+    index.apply_scan({"a": (1, 1.0), "b": (1, 1.0)}, set(), 0, 0)
     index.begin_scan()
     index.upsert("c", 5, 5.0)  # created after the scan listed the directory
     index.remove("a")  # deleted after the scan saw it
-    corrections = index.apply_scan({"a": (1, 1.0), "b": (2, 2.0)}, 1, 0)
+    corrections = index.apply_scan({"a": (1, 1.0), "b": (2, 2.0)}, set(), 1, 0)
     assert index.files() == {"b": (2, 2.0), "c": (5, 5.0)}
     assert corrections == 1
 
@@ -68,7 +68,7 @@ def test_listeners_hear_changes_only() -> None:
     heard: list[str] = []
     index = TargetIndex("t", "/t")
     index.subscribe(heard.append)
-    index.apply_scan({"a": (1, 1.0)}, 0, 0)
+    index.apply_scan({"a": (1, 1.0)}, set(), 0, 0)
     index.upsert("a", 1, 1.0)  # no change
     index.remove("missing")  # no change
     index.upsert("a", 2, 1.0)
@@ -77,7 +77,7 @@ def test_listeners_hear_changes_only() -> None:
 
 def test_down_clears_and_counts() -> None:
     index = TargetIndex("t", "/t")
-    index.apply_scan({"a": (1, 1.0)}, 0, 0)
+    index.apply_scan({"a": (1, 1.0)}, set(), 0, 0)
     index.mark_down("permission denied", 5)
     snap = index.snapshot()
     assert (snap.up, snap.error, snap.count, snap.newest, snap.scan_errors, snap.scans) == (
@@ -92,9 +92,9 @@ def test_down_clears_and_counts() -> None:
 
 def test_unchanged_rescan_still_updates_scan_counters() -> None:
     index = TargetIndex("t", "/t")
-    index.apply_scan({"a": (1, 1.0)}, 10, 0)
+    index.apply_scan({"a": (1, 1.0)}, set(), 10, 0)
     first = index.snapshot()
-    index.apply_scan({"a": (1, 1.0)}, 20, 0)
+    index.apply_scan({"a": (1, 1.0)}, set(), 20, 0)
     second = index.snapshot()
     assert (second.scans, second.last_scan) == (2, 20)
     assert second.version == first.version  # no change to the backups themselves

@@ -1,0 +1,78 @@
+"""Figures derived from a target's whole history: gaps, size ratio, retention.
+
+Pure functions over a snapshot's ``history`` (entries (timestamp, name, size),
+oldest first), shared by the collector (which publishes them) and the checks
+(which judge them), so both always agree.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import statistics
+from collections.abc import Sequence
+
+from exporter.index import Entry
+from exporter.schedule import Schedule
+
+# How many recent spacings give an inferred interval, and how many backups it needs.
+INFER_SAMPLES = 10
+INFER_MIN_BACKUPS = 4
+
+
+def inferred_interval(history: Sequence[Entry]) -> float | None:
+    """The median spacing of the latest backups, or None with too few."""
+    if len(history) < INFER_MIN_BACKUPS:
+        return None
+    recent = [e[0] for e in history[-(INFER_SAMPLES + 1) :]]
+    spacing = statistics.median(b - a for a, b in itertools.pairwise(recent))
+    return spacing if spacing > 0 else None
+
+
+def missing_runs(
+    history: Sequence[Entry], schedule: Schedule | None, window: float, now: float
+) -> list[float]:
+    """Expected run times inside the series (oldest backup .. newest) with no backup.
+
+    Runs after the newest backup are the schedule or age check's business, not a gap.
+    """
+    if not history:
+        return []
+    stamps = [e[0] for e in history]
+    start = max(now - window, stamps[0])
+    newest = stamps[-1]
+    if schedule is not None:
+        runs = schedule.runs_between(schedule.latest_at_or_before(start), newest)
+        missing = []
+        for run, following in zip(runs, [*runs[1:], float("inf")], strict=True):
+            first = bisect.bisect_left(stamps, run)
+            if (first == len(stamps) or stamps[first] >= following) and run >= start - 1:
+                missing.append(run)
+        return missing
+    interval = inferred_interval(history)
+    if interval is None:
+        return []
+    missing = []
+    inside = stamps[bisect.bisect_left(stamps, start) :]
+    for before, after in itertools.pairwise(inside):
+        skipped = round((after - before) / interval) - 1
+        missing.extend(before + interval * k for k in range(1, skipped + 1))
+    return missing
+
+
+def size_ratio(history: Sequence[Entry], samples: int) -> tuple[float, float] | None:
+    """(newest size / median of the ``samples`` before it, that median), or None."""
+    if len(history) < 2 or samples < 1:
+        return None
+    previous = [e[2] for e in history[-(samples + 1) : -1]]
+    median = statistics.median(previous)
+    if median <= 0:
+        return None
+    return history[-1][2] / median, median
+
+
+def retention_violations(
+    history: Sequence[Entry], retention: float, grace: float, now: float
+) -> int:
+    """Backups older than retention (plus grace for the pruning job) still present."""
+    return bisect.bisect_left(history, (now - retention - grace,))
