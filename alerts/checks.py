@@ -10,14 +10,13 @@ one function to CHECKS, one Prometheus rule and one README row.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.analysis import missing_runs, retention_violations, size_ratio
 from exporter.index import TargetSnapshot
 from exporter.supervisor import Target
-from exporter.units import format_duration, format_fraction, humanize_age, humanize_size
+from exporter.units import format_duration, humanize_age, humanize_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +31,6 @@ Check = Callable[[TargetSnapshot, Target, float], CheckResult | None]
 
 def _down(snap: TargetSnapshot) -> CheckResult:
     return CheckResult(False, f"target is down: {snap.error}")
-
-
-def _stamp(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
 def check_age(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
@@ -94,9 +89,12 @@ def check_schedule(snap: TargetSnapshot, target: Target, now: float) -> CheckRes
     if now >= deadline:
         return CheckResult(
             False,
-            f"no backup for the run of {_stamp(run)} ({target.config.schedule}, grace {grace})",
+            f"no backup for the run of {target.local_time(run)} "
+            f"({target.config.schedule}, grace {grace})",
         )
-    return CheckResult(True, f"next backup expected for the run of {_stamp(run)}", deadline)
+    return CheckResult(
+        True, f"next backup expected for the run of {target.local_time(run)}", deadline
+    )
 
 
 def gap_window(target: Target) -> float:
@@ -112,7 +110,9 @@ def check_gaps(snap: TargetSnapshot, target: Target, now: float) -> CheckResult 
     limit = target.config.max_missing_runs
     window = format_duration(gap_window(target))
     if len(missing) > limit:
-        shown = ", ".join(_stamp(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        shown = ", ".join(target.local_time(m) for m in missing[:10]) + (
+            " ..." if len(missing) > 10 else ""
+        )
         return CheckResult(
             False, f"{len(missing)} runs without a backup in the last {window}: {shown}"
         )
@@ -137,7 +137,7 @@ def _size_check(
     ratio, median = found
     text = (
         f"newest backup {snap.newest.name} is {humanize_size(snap.newest.size)}, "
-        f"{format_fraction(ratio)} of the median {humanize_size(median)} of the previous "
+        f"{ratio * 100:.0f}% of the median {humanize_size(median)} of the previous "
         f"{min(target.config.size_history, len(snap.history) - 1)}"
     )
     failing = ratio < 1 - limit if shrink else ratio > 1 + limit

@@ -19,6 +19,11 @@ SUMMARIES = {
     "size": "backup too small",
     "count": "too few backups",
     "target_down": "backup directory unreadable",
+    "schedule": "backup late",
+    "gaps": "backups missing from the series",
+    "shrink": "backup shrank",
+    "growth": "backup grew",
+    "retention": "old backups not pruned",
 }
 
 

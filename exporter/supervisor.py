@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 
 from exporter.config import TargetConfig
 from exporter.index import Clock, FileMap, TargetIndex
@@ -37,15 +38,19 @@ class Target:
     matcher: Matcher = field(init=False)
     stamp: Stamper = field(init=False)
     schedule: Schedule | None = field(init=False)
+    zone: tzinfo = field(init=False)
 
     def __post_init__(self) -> None:
         cfg = self.config
         self.index = TargetIndex(cfg.name, cfg.path, cfg.needs_history, self.clock)
         self.matcher = Matcher(cfg.patterns, cfg.exclude)
         self.stamp = make_stamper(cfg.timestamp, cfg.name_format, cfg.timezone)
-        self.schedule = (
-            Schedule(cfg.schedule, resolve_zone(cfg.timezone), cfg.grace) if cfg.schedule else None
-        )
+        self.zone = resolve_zone(cfg.timezone)
+        self.schedule = Schedule(cfg.schedule, self.zone, cfg.grace) if cfg.schedule else None
+
+    def local_time(self, ts: float) -> str:
+        """A moment as the people who set the target's schedule write it."""
+        return datetime.fromtimestamp(ts, self.zone).strftime("%Y-%m-%d %H:%M %Z")
 
     def split(self, raw: FileMap) -> tuple[FileMap, set[str]]:
         """Scanned (size, mtime) -> (size, timestamp), and the names that give none."""

@@ -82,10 +82,19 @@ def test_dashboard_structure() -> None:
 
 
 def test_dashboard_and_rules_use_only_exported_metrics(tmp_path: Path, start_daemon) -> None:
-    write_backup(tmp_path / "a" / "backup-1.db", 4096)
+    write_backup(tmp_path / "a" / "backup-1.db", 4096, time.time() - 86400)
+    write_backup(tmp_path / "a" / "backup-2.db", 4096)
     daemon = start_daemon(
         make_config(
-            targets=[{"path": str(tmp_path / "a"), "min_count": 1}],
+            targets=[
+                {"path": str(tmp_path / "a"), "min_count": 1, "max_count": 9},
+                {
+                    "path": str(tmp_path / "a"),
+                    "name": "b",
+                    "schedule": "0 2 * * *",
+                    "retention": "30d",
+                },
+            ],
             notify={"urls": ["json://127.0.0.1:9/x"]},
         )
     )
@@ -170,6 +179,19 @@ def test_real_prometheus_rules_and_dashboard(tmp_path: Path, start_daemon, prome
     (tmp_path / "empty").mkdir()
     targets = [{"path": str(tmp_path / n)} for n in ("healthy", "old", "tiny", "empty", "missing")]
     targets.append({"path": str(tmp_path / "few"), "min_count": 3})
+    # Nightly with 30-day retention: late (the last backup is two days old), a night
+    # missing inside the series, the newest shrunk, and one backup past retention.
+    for day, size in ((2, 4000), (3, 40960), (5, 40960), (40, 40960)):
+        write_backup(tmp_path / "late" / f"backup-{day}.db", size, now - day * 86400)
+    targets.append(
+        {
+            "path": str(tmp_path / "late"),
+            "schedule": "0 2 * * *",
+            "timezone": "UTC",
+            "retention": "30d",
+            "gap_window": "7d",
+        }
+    )
     daemon = start_daemon(make_config(targets=targets))
     url = prometheus(daemon.http.port)
     instance = f"127.0.0.1:{daemon.http.port}"
@@ -182,6 +204,10 @@ def test_real_prometheus_rules_and_dashboard(tmp_path: Path, start_daemon, prome
         ("BackupMissing", "empty"),
         ("BackupTargetDown", "missing"),
         ("BackupCountLow", "few"),
+        ("BackupLate", "late"),
+        ("BackupRunsMissing", "late"),
+        ("BackupShrunk", "late"),
+        ("BackupRetentionViolated", "late"),
     }
 
     def firing() -> set[tuple[str, str]]:
