@@ -137,8 +137,7 @@ def _size_check(
     ratio, median = found
     text = (
         f"newest backup {snap.newest.name} is {humanize_size(snap.newest.size)}, "
-        f"{ratio * 100:.0f}% of the median {humanize_size(median)} of the previous "
-        f"{min(target.config.size_history, len(snap.history) - 1)}"
+        f"{ratio * 100:.0f}% of the median {humanize_size(median)} of the previous backups"
     )
     failing = ratio < 1 - limit if shrink else ratio > 1 + limit
     return CheckResult(not failing, text)
@@ -169,6 +168,15 @@ def check_retention(snap: TargetSnapshot, target: Target, now: float) -> CheckRe
     return CheckResult(True, f"no backup older than the {limit} retention", next_change)
 
 
+def check_verify(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+    verification = snap.verification
+    if target.config.verify == "none" or verification is None:
+        return None  # nothing verified yet: no verdict
+    if not snap.up:
+        return _down(snap)
+    return CheckResult(verification.ok, f"{verification.name}: {verification.reason}")
+
+
 CHECKS: dict[str, Check] = {
     "age": check_age,
     "size": check_size,
@@ -179,6 +187,7 @@ CHECKS: dict[str, Check] = {
     "shrink": check_shrink,
     "growth": check_growth,
     "retention": check_retention,
+    "verify": check_verify,
 }
 
 
@@ -190,3 +199,8 @@ def evaluate(snap: TargetSnapshot, target: Target, now: float) -> dict[str, Chec
         if result is not None:
             results[name] = result
     return results
+
+
+def check_states(snap: TargetSnapshot, target: Target, now: float) -> dict[str, bool]:
+    """{check: passed}, the form the collector publishes."""
+    return {name: result.ok for name, result in evaluate(snap, target, now).items()}

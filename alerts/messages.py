@@ -24,6 +24,7 @@ SUMMARIES = {
     "shrink": "backup shrank",
     "growth": "backup grew",
     "retention": "old backups not pruned",
+    "verify": "backup failed verification",
 }
 
 

@@ -60,11 +60,26 @@ def missing_runs(
     return missing
 
 
+_COMPRESSION = (".gz", ".xz", ".bz2", ".zst", ".zstd", ".lz4", ".zip", ".7z")
+
+
+def _compression(name: str) -> str:
+    return next((s for s in _COMPRESSION if name.lower().endswith(s)), "")
+
+
 def size_ratio(history: Sequence[Entry], samples: int) -> tuple[float, float] | None:
-    """(newest size / median of the ``samples`` before it, that median), or None."""
+    """(newest size / median of the ``samples`` before it, that median), or None.
+
+    Only backups compressed the same way are compared: a .db.gz among .db files is
+    smaller by design, not because it lost data.
+    """
     if len(history) < 2 or samples < 1:
         return None
-    previous = [e[2] for e in history[-(samples + 1) : -1]]
+    kind = _compression(history[-1][1])
+    alike = [e[2] for e in history[:-1] if _compression(e[1]) == kind]
+    previous = alike[-samples:]
+    if not previous:
+        return None
     median = statistics.median(previous)
     if median <= 0:
         return None

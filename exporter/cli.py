@@ -130,19 +130,80 @@ def serve(
     show_default=True,
     help="Output format.",
 )
-def check(config_path: str | None, targets: tuple[str, ...], output: str) -> None:
-    """Scan every target once and report each check.
+@click.option(
+    "--textfile",
+    metavar="FILE",
+    help="Also write the metrics to FILE (atomically) for node_exporter's textfile collector.",
+)
+def check(
+    config_path: str | None, targets: tuple[str, ...], output: str, textfile: str | None
+) -> None:
+    """Scan every target once, verify each newest backup, and report each check.
 
     Exit status: 0 all pass, 1 a check fails, 2 bad configuration, 3 a target cannot be read.
     """
-    from exporter.oneshot import exit_code, render_json, render_table, run_checks
+    import time
+
+    from exporter.oneshot import exit_code, render_json, render_table, run_checks, write_textfile
 
     config = _load(config_path, targets)
     setup_logging("error", config.log_format)
     reports, now = run_checks(config)
+    if textfile:
+        try:
+            write_textfile(textfile, reports, config, time.time)
+        except OSError as exc:
+            _fail(f"cannot write {textfile}: {exc.strerror or exc}", 1)
     render = render_json if output == "json" else render_table
     click.echo(render(reports, now), nl=False)
     sys.exit(exit_code(reports))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option(
+    "--kind",
+    type=click.Choice(["auto", "sqlite", "archive", "checksum"]),
+    default="auto",
+    show_default=True,
+    help="What to check (auto: by content and extension).",
+)
+@click.option("--query", metavar="SQL", help="For SQLite: a query that must return a row.")
+@click.option(
+    "--quick", is_flag=True, help="For SQLite: PRAGMA quick_check instead of integrity_check."
+)
+@click.option("--timeout", default="60s", show_default=True, help="Time limit per file.")
+def verify(paths: tuple[str, ...], kind: str, query: str | None, quick: bool, timeout: str) -> None:
+    """Check that backup files are restorable (SQLite integrity, archive CRCs, checksums).
+
+    Prints a line per file; exit 1 if any fails. Never modifies a file.
+    """
+    from exporter.units import parse_duration
+    from exporter.verify import VerifyOptions, verify_file
+
+    try:
+        limit = parse_duration(timeout)
+    except ValueError as exc:
+        _fail(f"--timeout: {exc}", EXIT_CONFIG)
+    options = VerifyOptions(
+        kind=kind,
+        sqlite_check="quick_check" if quick else "integrity_check",
+        query=query,
+        timeout=limit,
+    )
+    failed = 0
+    for path in paths:
+        result = verify_file(path, options)
+        if result is None:
+            click.echo(
+                f"skip  {path}: no content check applies (not SQLite, an archive or checksummed)"
+            )
+        elif result.ok:
+            click.echo(f"ok    {path}: {result.reason} ({result.duration:.2f}s)")
+        else:
+            failed += 1
+            click.echo(f"FAIL  {path}: {result.reason}")
+    sys.exit(1 if failed else 0)
 
 
 @main.group(name="config")

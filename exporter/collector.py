@@ -83,6 +83,13 @@ _TARGET_HELP = {
         "gauge",
         "Backups older than the retention (plus retention_grace) that are still present.",
     ),
+    "verify_ok": (
+        "gauge",
+        "1 if the newest backup's last content check (SQLite integrity, archive CRC, "
+        "checksum) passed, 0 if it failed; absent until the first verification.",
+    ),
+    "verify_timestamp_seconds": ("gauge", "When the last verification finished."),
+    "verify_duration_seconds": ("gauge", "How long the last verification took."),
     "min_backups": (
         "gauge",
         "Configured threshold: at least this many backups (min_count; only where set).",
@@ -181,6 +188,10 @@ class BackupCollector(Collector):
         fams.add("unparsed_files", labels, snap.unparsed)
         fams.add("oldest_age_seconds", labels, max(0.0, now - oldest.mtime) if oldest else math.inf)
         self._add_history(fams, target, snap, labels, now)
+        if snap.verification is not None:
+            fams.add("verify_ok", labels, int(snap.verification.ok))
+            fams.add("verify_timestamp_seconds", labels, snap.verification.finished_at)
+            fams.add("verify_duration_seconds", labels, snap.verification.duration)
         for check, ok in self.evaluate_checks(snap, target, now).items():
             fams.add("check_ok", {**labels, "check": check}, 1 if ok else 0)
         fams.add("target_up", labels, 1 if snap.up else 0)
@@ -232,3 +243,13 @@ class BackupCollector(Collector):
                 "backup_monitor_watch_mode", {"mode": name}, 1 if name == current else 0
             )
         yield mode
+        verifications = Metric(
+            "backup_monitor_verifications",
+            "Content checks of newest backups, by result (ok or failed).",
+            "counter",
+        )
+        for result, count in self.stats.verifications.items():
+            verifications.add_sample(
+                "backup_monitor_verifications_total", {"result": result}, count
+            )
+        yield verifications

@@ -44,7 +44,10 @@ Fraction = Annotated[
 ]
 
 # Files a backup tool is still writing, or that are not backups at all.
-DEFAULT_EXCLUDES = [".*", "*.tmp", "*.temp", "*.part", "*.partial", "*.lock", "*.swp", "*~"]
+DEFAULT_EXCLUDES = [
+    ".*", "*.tmp", "*.temp", "*.part", "*.partial", "*.lock", "*.swp", "*~",
+    "*.sha256", "*.sha256sum", "SHA256SUMS*",
+]  # fmt: skip
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -86,6 +89,10 @@ class TargetConfig(_Strict):
     retention: Duration | None = None
     retention_grace: Duration = 86400.0
     settle: Duration = 30.0
+    verify: Literal["auto", "sqlite", "archive", "checksum", "none"] = "auto"
+    verify_query: str | None = None
+    sqlite_check: Literal["integrity_check", "quick_check"] = "integrity_check"
+    verify_timeout: Duration = 60.0
 
     @property
     def effective_max_age(self) -> float | None:
@@ -279,6 +286,7 @@ class Config(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     namespace: str = "backup"
+    verify_workers: int = Field(default=2, ge=1, le=16)
     state_dir: str = Field(default_factory=default_state_dir)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     targets: list[TargetConfig] = Field(default_factory=list)

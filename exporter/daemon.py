@@ -11,22 +11,19 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from alerts.checks import evaluate
+from alerts.checks import check_states
 from alerts.collector import AlertCollector
 from alerts.service import Alerting
 from exporter.collector import BackupCollector
 from exporter.config import Config, parse_listen
 from exporter.http import HttpServer, make_app
-from exporter.index import Clock, TargetSnapshot
+from exporter.index import Clock
 from exporter.stats import DaemonStats
 from exporter.supervisor import Supervisor, Target
+from exporter.verifier import Verifier
 from exporter.watch import ObserverFactory, OverflowListener, Watcher, default_observer_factory
 
 log = logging.getLogger(__name__)
-
-
-def check_states(snap: TargetSnapshot, target: Target, now: float) -> dict[str, bool]:
-    return {name: result.ok for name, result in evaluate(snap, target, now).items()}
 
 
 class Daemon:
@@ -57,9 +54,11 @@ class Daemon:
         self.registry.register(
             BackupCollector(lambda: self.targets, self.stats, check_states, config.namespace, clock)
         )
+        self.verifier = Verifier(lambda: self.targets, self.stats, config.verify_workers, clock)
         self.alerting = Alerting(config, lambda: self.targets, self._scanning_health, clock)
         for target in self.targets:
             target.index.subscribe(self.alerting.evaluator.wake)
+            target.index.subscribe(self.verifier.wake)
         self.registry.register(
             AlertCollector(self.alerting, lambda: self.targets, config.namespace)
         )
@@ -95,6 +94,7 @@ class Daemon:
         self.supervisor.start()
         # Alerts start after the initial index is complete: no start-up false alarms.
         self.alerting.start()
+        self.verifier.start()
         self.http.start()
         for target in self.targets:
             snap = target.index.snapshot()
@@ -107,6 +107,7 @@ class Daemon:
             return
         self._stopped.set()
         self.http.stop()
+        self.verifier.stop()
         self.alerting.stop()
         self.supervisor.stop()
         self.watcher.stop()

@@ -36,6 +36,18 @@ class BackupFile:
 
 
 @dataclass(frozen=True, slots=True)
+class Verification:
+    """The latest content check of a target's newest backup."""
+
+    name: str
+    ok: bool
+    reason: str
+    method: str
+    finished_at: float
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
 class TargetSnapshot:
     """What is known of one target at one moment; cheap to pass around, never changes."""
 
@@ -51,6 +63,7 @@ class TargetSnapshot:
     newest_changed_at: float  # when the newest entry last changed (for "settled")
     unparsed: int  # files whose names did not give a timestamp
     history: tuple[Entry, ...]  # every backup, oldest first (only where a check needs it)
+    verification: Verification | None
     last_scan: float
     last_scan_duration: float
     scans: int
@@ -83,6 +96,7 @@ class TargetIndex:
         self._corrections = 0
         self._version = 0
         self._touched: set[str] | None = None
+        self._verification: Verification | None = None
         self._snapshot: TargetSnapshot | None = None
         self._listeners: list[Listener] = []
 
@@ -244,6 +258,12 @@ class TargetIndex:
         if changed:
             self._notify()
 
+    def set_verification(self, verification: Verification) -> None:
+        with self._lock:
+            self._verification = verification
+            self._changed()
+        self._notify()
+
     # --- reading -----------------------------------------------------------------------
 
     def files(self) -> FileMap:
@@ -272,6 +292,7 @@ class TargetIndex:
             newest_changed_at=self._newest_changed_at,
             unparsed=len(self._unparsed),
             history=tuple(order) if self.keep_history else (),
+            verification=self._verification,
             last_scan=self._last_scan,
             last_scan_duration=self._last_scan_duration,
             scans=self._scans,

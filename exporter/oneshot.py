@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 
-from alerts.checks import CheckResult, evaluate
+from prometheus_client import CollectorRegistry, generate_latest
+
+from alerts.checks import CheckResult, check_states, evaluate
+from exporter.collector import BackupCollector
 from exporter.config import Config
 from exporter.index import Clock, TargetSnapshot
+from exporter.stats import DaemonStats
 from exporter.supervisor import Target, scan_into_index
 from exporter.units import humanize_age, humanize_size
+from exporter.verifier import verify_newest
 
 EXIT_OK, EXIT_FAILING, EXIT_CONFIG, EXIT_UNREADABLE = 0, 1, 2, 3
 
@@ -23,12 +31,47 @@ class TargetReport:
 
 
 def run_checks(config: Config, clock: Clock = time.time) -> tuple[list[TargetReport], float]:
+    """Scan every target once and verify its newest backup if it has settled."""
     reports = []
     for target in (Target(t, clock) for t in config.targets):
         scan_into_index(target, clock)
+        newest = target.index.snapshot().newest
+        if newest is not None and _settled(target, clock()):
+            verification = verify_newest(target, clock)
+            if verification is not None:
+                target.index.set_verification(verification)
         snap = target.index.snapshot()
         reports.append(TargetReport(target, snap, evaluate(snap, target, clock())))
     return reports, clock()
+
+
+def _settled(target: Target, now: float) -> bool:
+    newest = target.index.snapshot().newest
+    try:
+        mtime = os.stat(os.path.join(target.config.path, newest.name)).st_mtime if newest else now
+    except OSError:
+        return False
+    return now - mtime >= target.config.settle
+
+
+def write_textfile(path: str, reports: list[TargetReport], config: Config, clock: Clock) -> None:
+    """The same metrics as /metrics, for node_exporter's textfile collector (write + rename)."""
+    registry = CollectorRegistry()
+    targets = [r.target for r in reports]
+    registry.register(
+        BackupCollector(lambda: targets, DaemonStats(), check_states, config.namespace, clock)
+    )
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".backup-monitor-", suffix=".prom.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(generate_latest(registry))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def exit_code(reports: list[TargetReport]) -> int:

@@ -12,6 +12,7 @@ class DaemonStats:
         self._lock = threading.Lock()
         self._events = 0
         self._watch_mode = "inotify"
+        self._verifications = {"ok": 0, "failed": 0}
 
     def count_event(self) -> None:
         with self._lock:
@@ -20,6 +21,15 @@ class DaemonStats:
     def set_watch_mode(self, mode: str) -> None:
         with self._lock:
             self._watch_mode = mode
+
+    def count_verification(self, ok: bool) -> None:
+        with self._lock:
+            self._verifications["ok" if ok else "failed"] += 1
+
+    @property
+    def verifications(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._verifications)
 
     @property
     def events(self) -> int:

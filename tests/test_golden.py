@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from alerts.checks import check_states
 from exporter.collector import BackupCollector
 from exporter.config import Config
-from exporter.daemon import check_states
 from exporter.stats import DaemonStats
 from exporter.supervisor import Target, scan_into_index
 from tests.conftest import write_backup

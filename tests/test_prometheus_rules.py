@@ -87,7 +87,13 @@ def test_dashboard_and_rules_use_only_exported_metrics(tmp_path: Path, start_dae
     daemon = start_daemon(
         make_config(
             targets=[
-                {"path": str(tmp_path / "a"), "min_count": 1, "max_count": 9},
+                {
+                    "path": str(tmp_path / "a"),
+                    "min_count": 1,
+                    "max_count": 9,
+                    "verify": "auto",
+                    "settle": 0,
+                },
                 {
                     "path": str(tmp_path / "a"),
                     "name": "b",
@@ -98,6 +104,7 @@ def test_dashboard_and_rules_use_only_exported_metrics(tmp_path: Path, start_dae
             notify={"urls": ["json://127.0.0.1:9/x"]},
         )
     )
+    wait_for(lambda: "backup_verify_ok{" in fetch(daemon.url))
     exported = {name for name, _ in parse_samples(fetch(daemon.url))}
     rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
     text = " ".join(panel_exprs() + [r["expr"] + str(r["annotations"]) for r in rules])
@@ -192,6 +199,8 @@ def test_real_prometheus_rules_and_dashboard(tmp_path: Path, start_daemon, prome
             "gap_window": "7d",
         }
     )
+    write_backup(tmp_path / "corrupt" / "backup-1.db", 40960, now - 60)  # not SQLite inside
+    targets.append({"path": str(tmp_path / "corrupt"), "verify": "auto"})
     daemon = start_daemon(make_config(targets=targets))
     url = prometheus(daemon.http.port)
     instance = f"127.0.0.1:{daemon.http.port}"
@@ -208,6 +217,7 @@ def test_real_prometheus_rules_and_dashboard(tmp_path: Path, start_daemon, prome
         ("BackupRunsMissing", "late"),
         ("BackupShrunk", "late"),
         ("BackupRetentionViolated", "late"),
+        ("BackupVerifyFailed", "corrupt"),
     }
 
     def firing() -> set[tuple[str, str]]:

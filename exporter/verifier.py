@@ -1,0 +1,146 @@
+"""The verifier pool: checks each target's newest backup once it has settled.
+
+Off the scan and scrape paths: one small thread watches for a new newest backup,
+waits until its size and mtime have not changed for ``settle`` (a backup still
+being written is never judged), then hands it to a bounded pool of workers. The
+time limit grows with the file's size, so a 1 GB backup gets the time it needs
+and never stalls metrics. Results go into the target's index (one source of truth).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from exporter.index import Clock, Verification
+from exporter.stats import DaemonStats
+from exporter.supervisor import Target
+from exporter.verify import VerifyOptions, verify_file
+
+log = logging.getLogger(__name__)
+
+# The size-aware part of the time limit: one more second per this many bytes.
+BYTES_PER_SECOND = 10 * 1024 * 1024
+POLL = 1.0
+
+
+def options_for(target: Target, size: int) -> VerifyOptions:
+    cfg = target.config
+    return VerifyOptions(
+        kind=cfg.verify,
+        sqlite_check=cfg.sqlite_check,
+        query=cfg.verify_query,
+        timeout=cfg.verify_timeout + size / BYTES_PER_SECOND,
+    )
+
+
+def verify_newest(target: Target, clock: Clock) -> Verification | None:
+    """Verify a target's newest backup now (for `check` and the pool's workers)."""
+    newest = target.index.snapshot().newest
+    if newest is None or target.config.verify == "none":
+        return None
+    path = os.path.join(target.config.path, newest.name)
+    result = verify_file(path, options_for(target, newest.size))
+    if result is None:
+        return None
+    return Verification(
+        newest.name, result.ok, result.reason, result.method, clock(), result.duration
+    )
+
+
+@dataclass
+class _Watch:
+    key: tuple[str, int, float] | None = None  # the newest entry being settled
+    stat: tuple[int, float] | None = None
+    since: float = 0.0
+    busy: bool = False
+    done: tuple[str, int, float] | None = None  # the last entry verified
+
+
+class Verifier:
+    def __init__(
+        self,
+        targets: Callable[[], Sequence[Target]],
+        stats: DaemonStats,
+        workers: int,
+        clock: Clock = time.time,
+    ) -> None:
+        self.targets = targets
+        self.stats = stats
+        self.clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify")
+        self._watches: dict[str, _Watch] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="verifier", daemon=True)
+
+    def wake(self, _target: str = "") -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._thread.is_alive():
+            self._thread.join(timeout=1)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.tick()
+            except Exception:  # the loop must outlive one bad round
+                log.exception("verifier round failed")
+            self._wake.wait(POLL)
+            self._wake.clear()
+
+    def tick(self) -> None:
+        now = self.clock()
+        for target in self.targets():
+            if target.config.verify == "none":
+                continue
+            newest = target.index.snapshot().newest
+            if newest is None:
+                continue
+            with self._lock:
+                watch = self._watches.setdefault(target.name, _Watch())
+                key = (newest.name, newest.size, newest.mtime)
+                if watch.busy or watch.done == key:
+                    continue
+            try:
+                st = os.stat(os.path.join(target.config.path, newest.name))
+            except OSError:
+                continue  # gone; the index will hear of it
+            current = (st.st_size, st.st_mtime)
+            with self._lock:
+                if watch.key != key or watch.stat != current:
+                    # Unchanged since its mtime counts as settled already.
+                    watch.key, watch.stat, watch.since = key, current, min(now, st.st_mtime)
+                if now - watch.since < target.config.settle:
+                    continue
+                watch.busy = True
+            self._pool.submit(self._verify, target, watch, key)
+
+    def _verify(self, target: Target, watch: _Watch, key: tuple[str, int, float]) -> None:
+        try:
+            verification = verify_newest(target, self.clock)
+        except Exception:  # a verifier bug must not lose the worker
+            log.exception("verifying %s of target %s failed", key[0], target.name)
+            verification = None
+        with self._lock:
+            watch.busy = False
+            watch.done = key
+        if verification is None:
+            return
+        self.stats.count_verification(verification.ok)
+        level = logging.INFO if verification.ok else logging.WARNING
+        log.log(level, "target %s: %s: %s", target.name, verification.name, verification.reason)
+        target.index.set_verification(verification)
