@@ -14,14 +14,17 @@ from exporter.supervisor import Target
 
 class AlertCollector(Collector):
     def __init__(
-        self, alerting: Alerting, targets: Callable[[], Sequence[Target]], namespace: str
+        self,
+        alerting: Callable[[], Alerting],
+        targets: Callable[[], Sequence[Target]],
+        namespace: str,
     ) -> None:
         self.alerting = alerting
         self.targets = targets
         self.namespace = namespace
 
     def collect(self) -> Iterator[Metric]:
-        alerting = self.alerting
+        alerting = self.alerting()
         firing = Metric(
             f"{self.namespace}_alert_firing",
             "1 while backup-monitor's own alert for the target and check is firing.",

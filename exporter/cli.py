@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -79,7 +80,8 @@ def main(ctx: click.Context) -> None:
         ctx.invoke(serve)
 
 
-def _serve(config: Config) -> None:
+def _serve(config: Config, reload: Callable[[], Config] | None = None) -> None:
+    """Run until SIGTERM/SIGINT; on SIGHUP, ``reload()`` gives the new configuration."""
     from exporter.daemon import Daemon
 
     setup_logging(config.log_level, config.log_format)
@@ -90,13 +92,35 @@ def _serve(config: Config) -> None:
     except OSError as exc:
         _fail(f"cannot listen on {config.listen}: {exc.strerror or exc}", 1)
     stop = threading.Event()
+    hup = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: (hup.set(), stop.set()))
     daemon.start()
     click.echo(f"backup-monitor {__version__}: metrics at {daemon.url}", err=True)
-    while not stop.wait(1):
-        pass
+    while True:
+        while not stop.wait(1):
+            pass
+        if not hup.is_set():
+            break
+        hup.clear()
+        stop.clear()
+        _reload(daemon, reload)
     daemon.stop()
+
+
+def _reload(daemon: Any, reload: Callable[[], Config] | None) -> None:
+    log = logging.getLogger("exporter.cli")
+    if reload is None:
+        log.warning("SIGHUP: nothing to reload (no configuration file)")
+        return
+    try:
+        config = reload()
+        daemon.reload(config)
+    except ConfigError as exc:
+        log.error("reload rejected, keeping the running configuration: %s", exc)
+        return
+    setup_logging(config.log_level, config.log_format)
 
 
 @main.command()
@@ -116,8 +140,16 @@ def serve(
     log_format: str | None = None,
 ) -> None:
     """Run the exporter and monitor in the foreground (the default command)."""
-    config = _load(config_path, targets, listen=listen, log_level=log_level, log_format=log_format)
-    _serve(config)
+    flags = {"listen": listen, "log_level": log_level, "log_format": log_format}
+    config = _load(config_path, targets, **flags)
+
+    def reload() -> Config:
+        overrides: dict[str, Any] = dict(flags)
+        if targets:
+            overrides["targets"] = [parse_target_spec(t) for t in targets]
+        return load_config(config_path, overrides=overrides)
+
+    _serve(config, reload)
 
 
 @main.command()

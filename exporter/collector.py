@@ -17,7 +17,7 @@ from exporter import __version__
 from exporter.analysis import missing_runs, retention_violations, size_ratio
 from exporter.index import Clock, TargetSnapshot
 from exporter.stats import WATCH_MODES, DaemonStats
-from exporter.supervisor import Target
+from exporter.supervisor import FUTURE_TOLERANCE, Target
 
 # (snapshot, target, now) -> {check name: passed}
 CheckEvaluator = Callable[[TargetSnapshot, Target, float], dict[str, bool]]
@@ -82,6 +82,11 @@ _TARGET_HELP = {
     "retention_violations": (
         "gauge",
         "Backups older than the retention (plus retention_grace) that are still present.",
+    ),
+    "future_files": (
+        "gauge",
+        "Backups dated more than a minute in the future (a wrong clock or a bad name); "
+        "ages are never negative.",
     ),
     "verify_ok": (
         "gauge",
@@ -186,6 +191,7 @@ class BackupCollector(Collector):
         if cfg.max_count is not None:
             fams.add("max_backups", labels, cfg.max_count)
         fams.add("unparsed_files", labels, snap.unparsed)
+        fams.add("future_files", labels, target.index.count_after(now + FUTURE_TOLERANCE))
         fams.add("oldest_age_seconds", labels, max(0.0, now - oldest.mtime) if oldest else math.inf)
         self._add_history(fams, target, snap, labels, now)
         if snap.verification is not None:

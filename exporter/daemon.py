@@ -13,6 +13,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from alerts.checks import check_states
 from alerts.collector import AlertCollector
+from alerts.delivery import build_channels
 from alerts.service import Alerting
 from exporter.collector import BackupCollector
 from exporter.config import Config, parse_listen
@@ -51,23 +52,33 @@ class Daemon:
         self.registry = CollectorRegistry()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=self.registry)
-        self.registry.register(
-            BackupCollector(lambda: self.targets, self.stats, check_states, config.namespace, clock)
+        backup_collector = BackupCollector(
+            lambda: self.targets, self.stats, check_states, config.namespace, clock
         )
+        self.registry.register(backup_collector)
         self.verifier = Verifier(lambda: self.targets, self.stats, config.verify_workers, clock)
         self.alerting = Alerting(config, lambda: self.targets, self._scanning_health, clock)
         for target in self.targets:
-            target.index.subscribe(self.alerting.evaluator.wake)
-            target.index.subscribe(self.verifier.wake)
-        self.registry.register(
-            AlertCollector(self.alerting, lambda: self.targets, config.namespace)
+            target.index.subscribe(self._index_changed)
+        alert_collector = AlertCollector(
+            lambda: self.alerting, lambda: self.targets, config.namespace
         )
+        self.registry.register(alert_collector)
+        self._collectors: list[BackupCollector | AlertCollector] = [
+            backup_collector,
+            alert_collector,
+        ]
         self._overflow = OverflowListener(self.supervisor.request_rescan_all)
         host, port = parse_listen(config.listen)
         self.http = HttpServer(
             make_app(self.registry, config.metrics_path, self.health), host, port
         )
         self._stopped = threading.Event()
+
+    def _index_changed(self, name: str) -> None:
+        # Looked up at each call: a reload replaces the alerting side.
+        self.alerting.evaluator.wake(name)
+        self.verifier.wake(name)
 
     @property
     def url(self) -> str:
@@ -101,6 +112,52 @@ class Daemon:
             state = f"{snap.count} backups" if snap.up else f"down ({snap.error})"
             log.info("target %s: %s: %s", target.name, target.config.path, state)
         log.info("watching in %s mode; serving metrics on %s", self.stats.watch_mode, self.url)
+
+    def reload(self, config: Config) -> None:
+        """Apply a new configuration without a restart (SIGHUP).
+
+        Targets whose settings did not change keep their index and alert state;
+        added ones are scanned and watched, removed ones forgotten. Settings that
+        need a restart (listen address, metrics path, watch mode) are reported.
+        """
+        build_channels(config.notify)  # a bad notification URL rejects the whole reload
+        for key in ("listen", "metrics_path", "watch_mode", "poll_interval", "verify_workers"):
+            if getattr(config, key) != getattr(self.config, key):
+                log.warning("reload: %s changed; it takes effect at the next restart", key)
+        old = {t.name: t for t in self.targets}
+        targets = []
+        for cfg in config.targets:
+            kept = old.get(cfg.name)
+            if kept is not None and kept.config == cfg:
+                targets.append(kept)
+                continue
+            target = Target(cfg, self.clock)
+            target.index.subscribe(self._index_changed)
+            targets.append(target)
+        for name, target in old.items():
+            if target not in targets:
+                self.watcher.unwatch(name)
+        added = [t for t in targets if t.name not in old or old[t.name] is not t]
+        removed = [n for n in old if n not in {t.name for t in targets}]
+        for target in added:
+            self.supervisor.scan(target)
+        self.supervisor.set_targets(targets, config.rescan_interval, config.retry_interval)
+        self.targets = targets
+        for collector in self._collectors:
+            collector.namespace = config.namespace
+        # The alerting side is rebuilt from the saved state: unchanged targets keep theirs.
+        self.alerting.stop()
+        self.alerting = Alerting(config, lambda: self.targets, self._scanning_health, self.clock)
+        self.alerting.start()
+        self.config = config.model_copy(
+            update={k: getattr(self.config, k) for k in ("listen", "metrics_path", "watch_mode")}
+        )
+        log.info(
+            "configuration reloaded: %d targets (%d new or changed, %d removed)",
+            len(targets),
+            len(added),
+            len(removed),
+        )
 
     def stop(self) -> None:
         if self._stopped.is_set():

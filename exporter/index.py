@@ -271,6 +271,11 @@ class TargetIndex:
         with self._lock:
             return dict(self._files)
 
+    def count_after(self, ts: float) -> int:
+        """How many backups are dated after ``ts`` (future-dated files); O(log n)."""
+        with self._lock:
+            return len(self._order) - bisect.bisect_right(self._order, (ts, "\U0010ffff"))
+
     def snapshot(self) -> TargetSnapshot:
         with self._lock:
             if self._snapshot is None:

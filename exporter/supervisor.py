@@ -27,6 +27,9 @@ from exporter.watch import TargetEventHandler, Watcher
 
 log = logging.getLogger(__name__)
 
+# Clocks of the writer and this host may differ a little: that is not "in the future".
+FUTURE_TOLERANCE = 60.0
+
 
 @dataclass
 class Target:
@@ -39,6 +42,7 @@ class Target:
     stamp: Stamper = field(init=False)
     schedule: Schedule | None = field(init=False)
     zone: tzinfo = field(init=False)
+    future_seen: int = field(init=False, default=0)  # logged once, not at every rescan
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -94,6 +98,13 @@ def scan_into_index(target: Target, clock: Clock) -> None:
             target.config.name_format,
             sorted(unparsed)[0],
         )
+    future = target.index.count_after(finished + FUTURE_TOLERANCE)
+    if future > target.future_seen:
+        log.warning(
+            "target %s: %d backups are dated in the future (clock or name wrong?)",
+            target.name,
+            future,
+        )
     if was.scanned and not was.up:
         log.info("target %s is up again: %d backups", target.name, len(files))
     elif was.scanned and corrections:
@@ -125,6 +136,15 @@ class Supervisor:
         self._next_rescan = time.monotonic() + rescan_interval
         self._last_round_ok = 0.0
         self._last_round_failed = False
+
+    def set_targets(
+        self, targets: Iterable[Target], rescan_interval: float, retry_interval: float
+    ) -> None:
+        """Swap in a new target set (a reload); the loop picks it up at its next round."""
+        self.targets = {t.name: t for t in targets}
+        self.rescan_interval = rescan_interval
+        self.retry_interval = retry_interval
+        self._wake.set()
 
     # --- requests from other threads ---------------------------------------------------
 
