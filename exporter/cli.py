@@ -132,15 +132,27 @@ def _reload(daemon: Any, reload: Callable[[], Config] | None) -> None:
     help="Log verbosity [default: info].",
 )
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")
+@click.option(
+    "--web.config.file",
+    "web_config_file",
+    metavar="FILE",
+    help="TLS and basic auth for the endpoint (Prometheus exporter-toolkit format).",
+)
 def serve(
     config_path: str | None = None,
     targets: tuple[str, ...] = (),
     listen: str | None = None,
     log_level: str | None = None,
     log_format: str | None = None,
+    web_config_file: str | None = None,
 ) -> None:
     """Run the exporter and monitor in the foreground (the default command)."""
-    flags = {"listen": listen, "log_level": log_level, "log_format": log_format}
+    flags = {
+        "listen": listen,
+        "log_level": log_level,
+        "log_format": log_format,
+        "web_config_file": web_config_file,
+    }
     config = _load(config_path, targets, **flags)
 
     def reload() -> Config:

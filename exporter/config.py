@@ -279,6 +279,7 @@ def default_state_dir() -> str:
 class Config(_Strict):
     listen: str = ":19117"
     metrics_path: str = "/metrics"
+    web_config_file: str | None = None
     rescan_interval: Duration = 300.0
     poll_interval: Duration = 5.0
     retry_interval: Duration = 2.0

@@ -23,6 +23,7 @@ from exporter.stats import DaemonStats
 from exporter.supervisor import Supervisor, Target
 from exporter.verifier import Verifier
 from exporter.watch import ObserverFactory, OverflowListener, Watcher, default_observer_factory
+from exporter.webconfig import BasicAuth, load_web_config, ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,15 @@ class Daemon:
         ]
         self._overflow = OverflowListener(self.supervisor.request_rescan_all)
         host, port = parse_listen(config.listen)
-        self.http = HttpServer(
-            make_app(self.registry, config.metrics_path, self.health), host, port
-        )
+        app = make_app(self.registry, config.metrics_path, self.health)
+        tls = None
+        if config.web_config_file:
+            web = load_web_config(config.web_config_file)
+            if web.basic_auth_users:
+                app = BasicAuth(app, web.basic_auth_users)
+            if web.tls_server_config:
+                tls = ssl_context(web.tls_server_config)
+        self.http = HttpServer(app, host, port, tls)
         self._stopped = threading.Event()
 
     def _index_changed(self, name: str) -> None:
@@ -86,7 +93,7 @@ class Daemon:
         if host in ("0.0.0.0", "::"):  # noqa: S104 - turning a bind address into a link
             host = "localhost"
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.http.port}{self.config.metrics_path}"
+        return f"{self.http.scheme}://{host}:{self.http.port}{self.config.metrics_path}"
 
     def _scanning_health(self) -> tuple[bool, str]:
         if not self.supervisor.is_healthy():
@@ -121,7 +128,8 @@ class Daemon:
         need a restart (listen address, metrics path, watch mode) are reported.
         """
         build_channels(config.notify)  # a bad notification URL rejects the whole reload
-        for key in ("listen", "metrics_path", "watch_mode", "poll_interval", "verify_workers"):
+        restart_keys = ("listen", "metrics_path", "watch_mode", "poll_interval", "verify_workers")
+        for key in (*restart_keys, "web_config_file"):
             if getattr(config, key) != getattr(self.config, key):
                 log.warning("reload: %s changed; it takes effect at the next restart", key)
         old = {t.name: t for t in self.targets}

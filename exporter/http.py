@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -62,12 +63,25 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Failed TLS handshakes, plain HTTP on a TLS port, resets: the client's problem.
+        log.debug("connection from %s failed", client_address, exc_info=True)
+
 
 class _ThreadingServer6(_ThreadingServer):
     address_family = socket.AF_INET6
 
 
 class _QuietHandler(WSGIRequestHandler):
+    # A client that connects and sends nothing must not hold a thread for ever.
+    timeout = 30
+
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            # In this connection's own thread, so a slow handshake blocks no one else.
+            self.connection.do_handshake()
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
         log.debug("%s - %s", self.address_string(), format % args)
 
@@ -75,7 +89,9 @@ class _QuietHandler(WSGIRequestHandler):
 class HttpServer:
     """Serves a WSGI app on a background thread; ``port`` is the bound one (for port 0)."""
 
-    def __init__(self, app: WSGIApp, host: str, port: int) -> None:
+    def __init__(
+        self, app: WSGIApp, host: str, port: int, tls: ssl.SSLContext | None = None
+    ) -> None:
         server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
         self._server = make_server(
             host or "0.0.0.0",  # noqa: S104 - all interfaces is the documented default
@@ -84,6 +100,11 @@ class HttpServer:
             server_class=server_class,
             handler_class=_QuietHandler,
         )
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
+        self.scheme = "https" if tls else "http"
         self.host = host
         self.port = self._server.server_port
         self._thread = threading.Thread(

@@ -17,7 +17,7 @@ import yaml
 from exporter.matcher import Matcher
 from exporter.scan import scan_target
 from exporter.verify import VerifyOptions, verify_file
-from tests.conftest import make_config, scrape, value, wait_for, write_backup
+from tests.conftest import make_config, require_tool, scrape, value, wait_for, write_backup
 from tests.peers import WebhookReceiver
 from tests.process import DaemonProcess
 from tests.test_verify import make_db
@@ -148,9 +148,9 @@ def test_corrupt_or_foreign_state_file_is_moved_aside(tmp_path: Path, content: s
 
 
 def test_permissions_revoked_and_restored(tmp_path: Path) -> None:
-    setpriv = shutil.which("setpriv")
-    if os.geteuid() != 0 or setpriv is None:
-        pytest.skip("needs root and setpriv (util-linux) to run without CAP_DAC_OVERRIDE")
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run the daemon as root without CAP_DAC_OVERRIDE")
+    setpriv = require_tool("setpriv", "util-linux")
     # Root without the capabilities that bypass file permissions.
     drop = (setpriv, "--bounding-set=-dac_override,-dac_read_search", "--")
     tmp_path.chmod(0o755)
