@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format system-deps clean
+.PHONY: run test lint format system-deps soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ format: $(VENV)/.installed-test
 
 test: $(VENV)/.installed-test system-deps lint
 	$(BIN)/pytest
+
+# The churn soak for longer than the suite's 60 s (SOAK_SECONDS, SOAK_SEED to replay).
+soak: $(VENV)/.installed-test
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(BIN)/pytest -s -q tests/test_soak.py
 
 clean:
 	rm -rf $(VENV) demo-backups .pytest_cache .ruff_cache
