@@ -76,8 +76,14 @@ def size_ratio(history: Sequence[Entry], samples: int) -> tuple[float, float] | 
     if len(history) < 2 or samples < 1:
         return None
     kind = _compression(history[-1][1])
-    alike = [e[2] for e in history[:-1] if _compression(e[1]) == kind]
-    previous = alike[-samples:]
+    previous: list[int] = []
+    # From the newest backwards, so a scrape costs O(samples), not O(all backups).
+    for index in range(len(history) - 2, -1, -1):
+        _ts, name, size = history[index]
+        if _compression(name) == kind:
+            previous.append(size)
+            if len(previous) == samples:
+                break
     if not previous:
         return None
     median = statistics.median(previous)
