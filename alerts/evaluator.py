@@ -25,6 +25,8 @@ from exporter.supervisor import Target
 log = logging.getLogger(__name__)
 
 SAFETY_TICK = 30.0
+# Under an event storm, at most one evaluation per this many seconds (still on time).
+MIN_GAP = 0.1
 # Checks are strict (age > max_age), so wake just after a deadline, not on it.
 DEADLINE_SLACK = 0.01
 
@@ -111,7 +113,8 @@ class Evaluator:
                 log.exception("alert evaluation failed")
                 due = None
             wait = SAFETY_TICK if due is None else min(SAFETY_TICK, due - self.clock())
-            self._wake.wait(max(DEADLINE_SLACK, wait))
+            self._stopping.wait(MIN_GAP)
+            self._wake.wait(max(DEADLINE_SLACK, wait - MIN_GAP))
 
     def stop(self) -> None:
         self._stopping.set()

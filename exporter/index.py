@@ -210,20 +210,28 @@ class TargetIndex:
         with self._lock:
             touched = self._touched or set()
             self._touched = None
-            stale = [n for n in self._files if n not in files and n not in touched]
-            fresh = [
-                (n, v) for n, v in files.items() if n not in touched and self._files.get(n) != v
-            ]
             first = not self._scanned
-            bulk = first or len(stale) + len(fresh) > _BULK
-            for name in stale:
-                self._pop(name, bulk)
-            for name, (size, ts) in fresh:
-                self._put(name, size, ts, bulk)
-            if bulk:
+            if first and not self._files:
+                # The first scan of an empty index: take the map whole and sort once.
+                self._files = dict(files)
+                self._total = sum(size for size, _ in files.values())
                 self._resort()
+                corrections = len(files)
+            else:
+                stale = [n for n in self._files if n not in files and n not in touched]
+                fresh = [
+                    (n, v) for n, v in files.items() if n not in touched and self._files.get(n) != v
+                ]
+                bulk = first or len(stale) + len(fresh) > _BULK
+                for name in stale:
+                    self._pop(name, bulk)
+                for name, (size, ts) in fresh:
+                    self._put(name, size, ts, bulk)
+                if bulk:
+                    self._resort()
+                corrections = len(stale) + len(fresh)
             new_unparsed = (self._unparsed & touched) | (unparsed - touched)
-            corrections = len(stale) + len(fresh) + len(new_unparsed ^ self._unparsed)
+            corrections += len(new_unparsed ^ self._unparsed)
             self._unparsed = new_unparsed
             was_up = self._up
             self._up, self._error, self._scanned = True, "", True

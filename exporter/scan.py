@@ -12,7 +12,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import stat
+from collections.abc import Callable
+from stat import S_ISREG
 
 from exporter.index import FileMap
 from exporter.matcher import Matcher
@@ -41,18 +42,40 @@ def stat_backup(path: str) -> tuple[int, float] | None:
         st = os.stat(path)
     except (OSError, ValueError):
         return None
-    if not stat.S_ISREG(st.st_mode):
+    if not S_ISREG(st.st_mode):
         return None
     return st.st_size, st.st_mtime
 
 
 def scan_target(root: str, matcher: Matcher, recursive: bool) -> FileMap:
     """Every backup below ``root`` as {relative name: (size, mtime)}."""
-    files: FileMap = {}
     try:
         first = os.scandir(root)
     except OSError as exc:
         raise TargetUnavailable(describe_os_error(exc)) from None
+    if not recursive and matcher.base_only is not None:
+        return _scan_flat(first, matcher.base_only)
+    return _scan_tree(first, matcher, recursive)
+
+
+def _scan_flat(entries: os._ScandirIterator[str], wanted: Callable[[str], object]) -> FileMap:
+    """The common case, kept lean: one directory, base-name patterns."""
+    files: FileMap = {}
+    with entries:
+        for entry in entries:
+            if wanted(entry.name) is None:
+                continue
+            try:
+                st = entry.stat()  # follows a symlink to the file it names
+            except OSError:
+                continue  # vanished or unreadable between listing and stat
+            if S_ISREG(st.st_mode):
+                files[entry.name] = (st.st_size, st.st_mtime)
+    return files
+
+
+def _scan_tree(first: os._ScandirIterator[str], matcher: Matcher, recursive: bool) -> FileMap:
+    files: FileMap = {}
     # An explicit stack of paths, not recursion: a deep tree must not hit Python's
     # recursion limit, and a wide one must not hold a descriptor per directory.
     pending: list[tuple[str, str]] = []
@@ -74,7 +97,7 @@ def scan_target(root: str, matcher: Matcher, recursive: bool) -> FileMap:
                     # Vanished or unreadable between listing and stat: skip that one entry.
                     log.debug("skipping %s: %s", entry.path, describe_os_error(exc))
                     continue
-                if stat.S_ISREG(st.st_mode):
+                if S_ISREG(st.st_mode):
                     files[rel] = (st.st_size, st.st_mtime)
         entries = None
         while pending and entries is None:

@@ -58,6 +58,8 @@ class Target:
 
     def split(self, raw: FileMap) -> tuple[FileMap, set[str]]:
         """Scanned (size, mtime) -> (size, timestamp), and the names that give none."""
+        if self.config.timestamp == "mtime":
+            return raw, set()
         files: FileMap = {}
         unparsed: set[str] = set()
         for name, (size, mtime) in raw.items():

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # The size-aware part of the time limit: one more second per this many bytes.
 BYTES_PER_SECOND = 10 * 1024 * 1024
 POLL = 1.0
+MIN_GAP = 0.1
 
 
 def options_for(target: Target, size: int) -> VerifyOptions:
@@ -101,6 +102,7 @@ class Verifier:
                 log.exception("verifier round failed")
             self._wake.wait(POLL)
             self._wake.clear()
+            self._stopping.wait(MIN_GAP)  # coalesce an event storm into one round
 
     def tick(self) -> None:
         now = self.clock()

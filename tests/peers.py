@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +25,7 @@ class WebhookReceiver:
 
     def __init__(self, port: int = 0) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.times: list[float] = []  # when each request arrived (time.time())
         self.mode = "ok"
         self.hang = threading.Event()
         self.received = threading.Condition()
@@ -45,6 +47,7 @@ class WebhookReceiver:
                 with receiver.received:
                     if status == 200:
                         receiver.requests.append(payload)
+                        receiver.times.append(time.time())
                     receiver.received.notify_all()
                 self.send_response(status)
                 self.send_header("Content-Length", "2")

@@ -1,0 +1,386 @@
+"""backup-monitor benchmarks, side by side with the alternatives, in one run.
+
+    python -m bench.run [--quick] [--json FILE]
+
+See bench/README.md for the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.harness import (
+    Child,
+    find_pipeline,
+    http_get,
+    make_tree,
+    repeat,
+    serve_child,
+    summary,
+    wait_until,
+)
+from exporter.config import Config
+from exporter.daemon import Daemon
+from exporter.supervisor import Target, scan_into_index
+from tests.peers import WebhookReceiver, free_port
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def config_for(path: Path, recursive: bool = False, **settings: Any) -> Config:
+    """One target ``t`` on ``path``; ``settings`` are global (watch_mode, poll_interval)."""
+    target = {"name": "t", "path": str(path), "patterns": ["backup-*"], "verify": "none"}
+    return Config.model_validate(
+        {
+            "listen": "127.0.0.1:0",
+            "rescan_interval": "1h",
+            "state_dir": tempfile.mkdtemp(),
+            "targets": [{**target, "recursive": recursive}],
+            **settings,
+        }
+    )
+
+
+# --- 1. initial scan -----------------------------------------------------------------
+
+
+def bench_scan(trees: dict[str, Path], reps: int) -> list[dict[str, Any]]:
+    rows = []
+    for label, root in trees.items():
+        recursive = "tree" in label
+        cfg = config_for(root, recursive=recursive).targets[0]
+
+        def ours(cfg=cfg) -> None:
+            scan_into_index(Target(cfg), time.time)
+
+        ours_s = summary(repeat(ours, reps))
+        find_s = summary(repeat(lambda root=root: find_pipeline(root), reps))
+        rows.append(
+            {
+                "files": label,
+                "backup-monitor": ours_s,
+                "find|sort|head": find_s,
+                "ratio": ours_s["median"] / find_s["median"],
+            }
+        )
+    return rows
+
+
+# --- 2. scrape latency ---------------------------------------------------------------
+
+
+def bench_scrape(
+    trees: dict[str, Path], tmp: Path, reps: int, baseline_reps: int
+) -> list[dict[str, Any]]:
+    """Both exporters in child processes of their own; this process is only the client."""
+    rows = []
+    for label, root in trees.items():
+        recursive = "tree" in label
+        port = free_port()
+        state = tmp / f"state-scrape-{port}"
+        daemon = serve_child([f"t={root}"], port, "inotify", state, recursive=recursive)
+        url = f"http://127.0.0.1:{port}/metrics"
+        try:
+            http_get(url)
+            ours = summary(repeat(lambda u=url: http_get(u), reps))
+        finally:
+            daemon.stop()
+        port = free_port()
+        args = [sys.executable, "-m", "bench.baseline", str(root), str(port)]
+        baseline = Child([*args, "tree"] if recursive else args)
+        try:
+            url = f"http://127.0.0.1:{port}/metrics"
+            wait_until(lambda u=url: _answers(u), 60, 0.05)
+            base = summary(repeat(lambda u=url: http_get(u), baseline_reps))
+        finally:
+            baseline.stop()
+        rows.append(
+            {
+                "files": label,
+                "backup-monitor": ours,
+                "scan-per-scrape": base,
+                "speedup_p99": base["p99"] / ours["p99"],
+            }
+        )
+    return rows
+
+
+def _answers(url: str) -> bool:
+    try:
+        http_get(url.replace("/metrics", "/healthz"))
+    except OSError:
+        return False
+    return True
+
+
+# --- 3. detection latency --------------------------------------------------------------
+
+
+def bench_detection(tmp: Path, files: int, poll_files: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for mode, count in (("inotify", files), ("polling", poll_files)):
+        root = tmp / f"detect-{mode}"
+        root.mkdir()
+        daemon = Daemon(config_for(root, watch_mode=mode, poll_interval="1s"))
+        daemon.start()
+        samples = []
+        try:
+            for i in range(count):
+                path = root / f"backup-{i:05d}.db"
+                with open(path, "wb") as handle:
+                    handle.write(b"x" * 100)
+                closed = time.perf_counter()
+                needle = f'backup_count{{target="t"}} {i + 1}.0'.encode()
+                wait_until(lambda d=daemon, n=needle: n in http_get(d.url), timeout=10)
+                samples.append(time.perf_counter() - closed)
+        finally:
+            daemon.stop()
+        results[mode] = summary(samples)
+    results["alert"] = bench_alert_path(tmp)
+    return results
+
+
+def bench_alert_path(tmp: Path, targets: int = 5) -> dict[str, float]:
+    """Age threshold crossed with no file activity -> webhook received."""
+    receiver = WebhookReceiver()
+    crossings = {}
+    max_age = 3.0
+    target_cfgs = []
+    now = time.time()
+    for i in range(targets):
+        root = tmp / f"alert-{i}"
+        root.mkdir()
+        path = root / "backup-1.db"
+        path.write_bytes(b"x" * 4096)
+        mtime = now - max_age + 1.0 + i * 0.7
+        os.utime(path, (mtime, mtime))
+        crossings[f"a{i}"] = mtime + max_age
+        target_cfgs.append(
+            {"name": f"a{i}", "path": str(root), "max_age": max_age, "verify": "none"}
+        )
+    config = Config.model_validate(
+        {
+            "listen": "127.0.0.1:0",
+            "state_dir": tempfile.mkdtemp(),
+            "targets": target_cfgs,
+            "notify": {"urls": [receiver.url()]},
+        }
+    )
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        wait_until(lambda: len(receiver.requests) >= targets, timeout=30, interval=0.005)
+    finally:
+        daemon.stop()
+        receiver.stop()
+    received = {
+        request["title"].rsplit(": ", 1)[1]: at
+        for request, at in zip(receiver.requests, receiver.times, strict=True)
+    }
+    return summary([received[name] - crossings[name] for name in crossings])
+
+
+# --- 4. event throughput -----------------------------------------------------------------
+
+
+def bench_throughput(tmp: Path, files: int) -> dict[str, Any]:
+    root = tmp / "churn"
+    root.mkdir()
+    port = free_port()
+    child = serve_child([f"t={root}"], port, "inotify", tmp / "state-churn")
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        cpu_before = child.cpu_seconds()
+        started = time.perf_counter()
+        for i in range(files):
+            (root / f"backup-{i:06d}.db").write_bytes(b"x" * 10)
+        for i in range(files):
+            with open(root / f"backup-{i:06d}.db", "ab") as handle:
+                handle.write(b"y")
+        for i in range(0, files, 2):
+            (root / f"backup-{i:06d}.db").unlink()
+        written = time.perf_counter() - started
+        expected = f'backup_count{{target="t"}} {files - (files + 1) // 2}.0'.encode()
+        total = (
+            f'backup_total_size_bytes{{target="t"}} {(files - (files + 1) // 2) * 11}.0'.encode()
+        )
+        lag = wait_until(lambda: expected in (body := http_get(url)) and total in body, 120, 0.05)
+        cpu = child.cpu_seconds() - cpu_before
+    finally:
+        child.stop()
+    operations = files * 2 + (files + 1) // 2
+    return {
+        "operations": operations,
+        "seconds": written,
+        "ops_per_second": operations / written,
+        "lag_to_exact_seconds": lag,
+        "daemon_cpu_seconds": cpu,
+    }
+
+
+# --- 5. footprint --------------------------------------------------------------------------
+
+
+def bench_memory(trees: dict[str, Path], tmp: Path) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for label, root in trees.items():
+        port = free_port()
+        child = serve_child([f"t={root}"], port, "inotify", tmp / f"state-mem-{label}")
+        try:
+            http_get(f"http://127.0.0.1:{port}/metrics")
+            rows[label] = child.rss_bytes()
+        finally:
+            child.stop()
+    return rows
+
+
+def synthetic_rss(count: int) -> int:
+    """RSS of a process holding an index of ``count`` entries built by apply_scan."""
+    code = (
+        "import os, sys; from exporter.index import TargetIndex;"
+        f"n={count}; idx=TargetIndex('t','/t');"
+        "idx.apply_scan({f'backup-{i:07d}.db': (1000+i % 997, 1.7e9+i) for i in range(n)}, set(), 0, 0);"
+        "idx.snapshot();"
+        "print(int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def bench_idle_cpu(root: Path, tmp: Path, seconds: float) -> dict[str, float]:
+    results = {}
+    for mode in ("inotify", "polling"):
+        port = free_port()
+        child: Child = serve_child([f"t={root}"], port, mode, tmp / f"state-idle-{mode}")
+        try:
+            time.sleep(2)  # let start-up work finish before measuring idleness
+            before = child.cpu_seconds()
+            time.sleep(seconds)
+            results[mode] = (child.cpu_seconds() - before) / seconds * 100
+        finally:
+            child.stop()
+    return results
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args()
+    sizes = [1000, 10_000] if args.quick else [1000, 10_000, 100_000]
+    tree = (10_000, 100) if args.quick else (100_000, 1000)
+    reps = 5 if args.quick else 11
+    idle = 5.0 if args.quick else 60.0
+
+    results: dict[str, Any] = {
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "processor": platform.processor(),
+        },
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="backup-monitor-bench-"))
+    try:
+        trees = {}
+        for size in sizes:
+            trees[f"{size:,}"] = tmp / f"flat-{size}"
+            make_tree(trees[f"{size:,}"], size)
+        trees[f"{tree[0]:,} in {tree[1]:,} folders (tree)"] = tmp / "tree"
+        make_tree(tmp / "tree", tree[0], folders=tree[1])
+        print("1/5 initial scan", file=sys.stderr)
+        results["scan"] = bench_scan(trees, reps)
+        print("2/5 scrape latency", file=sys.stderr)
+        results["scrape"] = bench_scrape(trees, tmp, 200, 20)
+        print("3/5 detection latency", file=sys.stderr)
+        results["detection"] = bench_detection(tmp, 200, 20 if args.quick else 200)
+        print("4/5 event throughput", file=sys.stderr)
+        results["throughput"] = bench_throughput(tmp, 2000 if args.quick else 20_000)
+        print("5/5 footprint", file=sys.stderr)
+        empty = tmp / "empty"
+        empty.mkdir()
+        footprint = {
+            "0": empty,
+            **{k: v for k, v in trees.items() if "tree" not in k and k != "1,000"},
+        }
+        results["memory"] = bench_memory(footprint, tmp)
+        results["memory_synthetic"] = {f"{n:,}": synthetic_rss(n) for n in (100_000, 1_000_000)}
+        results["idle_cpu_percent"] = bench_idle_cpu(trees[f"{sizes[1]:,}"], tmp, idle)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(render(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def render(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        f"backup-monitor benchmark, {r['started']}: Python {m['python']}, {m['cpus']} CPUs, {m['platform']}",
+        "",
+    ]
+    lines.append("1. Initial scan (median / p99)")
+    lines.append(f"   {'files':<32} {'backup-monitor':>22} {'find|sort|head':>22} {'ratio':>7}")
+    for row in r["scan"]:
+        a, b = row["backup-monitor"], row["find|sort|head"]
+        lines.append(
+            f"   {row['files']:<32} {ms(a['median']):>10} / {ms(a['p99']):>9} "
+            f"{ms(b['median']):>10} / {ms(b['p99']):>9} {row['ratio']:>7.2f}"
+        )
+    lines += ["", "2. Scrape latency over HTTP (median / p99)"]
+    lines.append(f"   {'files':<32} {'backup-monitor':>22} {'scan-per-scrape':>22} {'p99 x':>7}")
+    for row in r["scrape"]:
+        a, b = row["backup-monitor"], row["scan-per-scrape"]
+        lines.append(
+            f"   {row['files']:<32} {ms(a['median']):>10} / {ms(a['p99']):>9} "
+            f"{ms(b['median']):>10} / {ms(b['p99']):>9} {row['speedup_p99']:>7.0f}"
+        )
+    d = r["detection"]
+    lines += ["", "3. Detection latency: file closed -> visible in /metrics (median / p99)"]
+    for mode in ("inotify", "polling"):
+        lines.append(
+            f"   {mode:<10} {ms(d[mode]['median']):>10} / {ms(d[mode]['p99']):>10}  (n={d[mode]['n']})"
+            + ("  poll_interval 1s" if mode == "polling" else "")
+        )
+    lines.append(
+        f"   age threshold crossed -> webhook received: {ms(d['alert']['median'])} / {ms(d['alert']['p99'])} (n={d['alert']['n']})"
+    )
+    t = r["throughput"]
+    lines += [
+        "",
+        "4. Event throughput (create, append, delete)",
+        f"   {t['operations']:,} operations in {t['seconds']:.2f} s = {t['ops_per_second']:,.0f} ops/s; "
+        f"metrics exact {t['lag_to_exact_seconds']:.2f} s after the last one; daemon CPU {t['daemon_cpu_seconds']:.2f} s",
+    ]
+    lines += ["", "5. Footprint"]
+    for label, rss in r["memory"].items():
+        lines.append(f"   RSS with {label:>8} files indexed (real daemon): {rss / 2**20:7.1f} MiB")
+    for label, rss in r["memory_synthetic"].items():
+        lines.append(
+            f"   RSS of an index of {label:>9} entries (index only): {rss / 2**20:7.1f} MiB"
+        )
+    for mode, pct in r["idle_cpu_percent"].items():
+        lines.append(f"   idle CPU, {mode}: {pct:.3f} % of one core")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
