@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format system-deps soak clean
+.PHONY: run test lint format system-deps soak bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,8 @@ system-deps:
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v setpriv >/dev/null || missing="$$missing util-linux"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -52,6 +54,10 @@ test: $(VENV)/.installed-test system-deps lint
 # The churn soak for longer than the suite's 60 s (SOAK_SECONDS, SOAK_SEED to replay).
 soak: $(VENV)/.installed-test
 	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(BIN)/pytest -s -q tests/test_soak.py
+
+# Benchmarks, side by side with the alternatives (bench/README.md); a few minutes.
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench.run --json bench/results.json
 
 clean:
 	rm -rf $(VENV) demo-backups .pytest_cache .ruff_cache

@@ -204,3 +204,8 @@ def evaluate(snap: TargetSnapshot, target: Target, now: float) -> dict[str, Chec
 def check_states(snap: TargetSnapshot, target: Target, now: float) -> dict[str, bool]:
     """{check: passed}, the form the collector publishes."""
     return {name: result.ok for name, result in evaluate(snap, target, now).items()}
+
+
+def check_list(snap: TargetSnapshot, target: Target, now: float) -> list[tuple[str, bool, str]]:
+    """[(check, passed, reason)], the form the status page shows."""
+    return [(name, r.ok, r.reason) for name, r in evaluate(snap, target, now).items()]

@@ -101,6 +101,12 @@ class AlertState:
             rec = self._records.get((target, check))
             return rec is not None and rec.status == "firing"
 
+    def firing_since(self, target: str, check: str) -> tuple[float, bool] | None:
+        """(since, notified) while the alert fires, else None."""
+        with self._lock:
+            rec = self._records.get((target, check))
+            return (rec.since, rec.notified) if rec is not None and rec.status == "firing" else None
+
     def firing(self) -> list[tuple[str, str, AlertRecord]]:
         with self._lock:
             return [

@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -42,6 +42,15 @@ def _load(
             EXIT_CONFIG,
         )
     return config
+
+
+def _progress(items: Sequence[str], label: str) -> Iterator[str]:
+    """A progress bar on a terminal for long runs; nothing at all otherwise."""
+    if len(items) < 2 or not sys.stderr.isatty():
+        yield from items
+        return
+    with click.progressbar(items, label=label, file=sys.stderr) as bar:
+        yield from bar
 
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -236,7 +245,7 @@ def verify(paths: tuple[str, ...], kind: str, query: str | None, quick: bool, ti
         timeout=limit,
     )
     failed = 0
-    for path in paths:
+    for path in _progress(paths, "verifying"):
         result = verify_file(path, options)
         if result is None:
             click.echo(
@@ -320,3 +329,46 @@ def demo(directory: str, listen: str | None) -> None:
     made = make_demo_backups(Path(directory))
     click.echo(f"demo: {len(made)} backups in {Path(directory).resolve()}", err=True)
     _serve(_load(None, (f"demo={directory}",), listen=listen))
+
+
+@main.command()
+@click.option(
+    "--url",
+    default="http://localhost:19117",
+    show_default=True,
+    envvar="BACKUP_MONITOR_STATUS_URL",
+    help="The running daemon [env: BACKUP_MONITOR_STATUS_URL].",
+)
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the daemon.")
+def status(url: str, output: str, timeout: float) -> None:
+    """Show the status of a running daemon (from its /api/v1/targets).
+
+    Exit status: 0 all pass, 1 a check fails, 3 a target cannot be read, 4 the daemon
+    cannot be reached.
+    """
+    import json
+    import urllib.error
+    import urllib.request
+
+    from exporter.statusview import exit_code_for, render_status
+
+    endpoint = url.rstrip("/") + "/api/v1/targets"
+    try:
+        with urllib.request.urlopen(endpoint, timeout=timeout) as response:  # noqa: S310
+            document = json.loads(response.read())
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        _fail(f"cannot get the status from {endpoint}: {reason}", 4)
+    if output == "json":
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(render_status(document, color=sys.stdout.isatty()), nl=False)
+    sys.exit(exit_code_for(document))

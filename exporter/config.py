@@ -280,6 +280,8 @@ class Config(_Strict):
     listen: str = ":19117"
     metrics_path: str = "/metrics"
     web_config_file: str | None = None
+    hide_paths: bool = False
+    status_refresh: Duration = 10.0
     rescan_interval: Duration = 300.0
     poll_interval: Duration = 5.0
     retry_interval: Duration = 2.0

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from alerts.checks import check_states
+from alerts.checks import check_list, check_states
 from alerts.collector import AlertCollector
 from alerts.delivery import build_channels
 from alerts.service import Alerting
@@ -20,6 +21,7 @@ from exporter.config import Config, parse_listen
 from exporter.http import HttpServer, make_app
 from exporter.index import Clock
 from exporter.stats import DaemonStats
+from exporter.status import build_targets
 from exporter.supervisor import Supervisor, Target
 from exporter.verifier import Verifier
 from exporter.watch import ObserverFactory, OverflowListener, Watcher, default_observer_factory
@@ -71,7 +73,9 @@ class Daemon:
         ]
         self._overflow = OverflowListener(self.supervisor.request_rescan_all)
         host, port = parse_listen(config.listen)
-        app = make_app(self.registry, config.metrics_path, self.health)
+        app = make_app(
+            self.registry, config.metrics_path, self.health, self.status, config.status_refresh
+        )
         tls = None
         if config.web_config_file:
             web = load_web_config(config.web_config_file)
@@ -94,6 +98,16 @@ class Daemon:
             host = "localhost"
         host = f"[{host}]" if ":" in host else host
         return f"{self.http.scheme}://{host}:{self.http.port}{self.config.metrics_path}"
+
+    def status(self) -> dict[str, Any]:
+        """The document behind /api/v1/targets and the status page."""
+        return build_targets(
+            self.targets,
+            check_list,
+            self.alerting.state.firing_since,
+            self.clock(),
+            self.config.hide_paths,
+        )
 
     def _scanning_health(self) -> tuple[bool, str]:
         if not self.supervisor.is_healthy():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import html
+import json
 import logging
 import socket
 import ssl
@@ -15,40 +15,45 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from exporter import __version__
+from exporter.status import build_alerts
+from exporter.statuspage import render_page
 
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 HealthCheck = Callable[[], tuple[bool, str]]
-
-_LANDING = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>backup-monitor</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body style="font-family: sans-serif; max-width: 40em; margin: 2em auto">
-<h1>backup-monitor</h1>
-<p>Prometheus exporter and alerting monitor for backups, version {version}.</p>
-<ul><li><a href="{metrics}">Metrics</a></li><li><a href="/healthz">Health</a></li></ul>
-</body></html>
-"""
+StatusSource = Callable[[], dict[str, Any]]
 
 
-def make_app(registry: CollectorRegistry, metrics_path: str, health: HealthCheck) -> WSGIApp:
+def make_app(
+    registry: CollectorRegistry,
+    metrics_path: str,
+    health: HealthCheck,
+    status: StatusSource,
+    refresh_seconds: float = 10.0,
+) -> WSGIApp:
     metrics_app = make_wsgi_app(registry)
-    landing = _LANDING.format(
-        version=html.escape(__version__), metrics=html.escape(metrics_path)
-    ).encode()
+    page = render_page(__version__, metrics_path, refresh_seconds)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == metrics_path:
             return metrics_app(environ, start_response)
         if path == "/":
-            return _respond(start_response, "200 OK", "text/html; charset=utf-8", landing)
+            return _respond(start_response, "200 OK", "text/html; charset=utf-8", page)
+        if path in ("/api/v1/targets", "/api/v1/alerts"):
+            document = status()
+            if path.endswith("alerts"):
+                document = build_alerts(document)
+            body = json.dumps(document, indent=1).encode()
+            return _respond(start_response, "200 OK", "application/json", body)
         if path == "/healthz":
             ok, message = health()
-            status = "200 OK" if ok else "503 Service Unavailable"
-            return _respond(start_response, status, "text/plain; charset=utf-8", message.encode())
+            status_line = "200 OK" if ok else "503 Service Unavailable"
+            return _respond(
+                start_response, status_line, "text/plain; charset=utf-8", message.encode()
+            )
         return _respond(start_response, "404 Not Found", "text/plain", b"not found\n")
 
     return app

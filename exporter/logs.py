@@ -33,7 +33,13 @@ def setup_logging(level: str, fmt: str) -> None:
             )
         )
     root = logging.getLogger()
+    numeric = logging.getLevelName(level.upper())
+    handler.setLevel(numeric)
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # watchdog is chatty at debug; its warnings (queue overflow) still pass.
-    logging.getLogger("watchdog").setLevel(max(root.level, logging.INFO))
+    root.setLevel(numeric)
+    # watchdog's warnings must always be created, whatever the log level: its "queue
+    # overflowed" line is what triggers a rescan (the handler above still filters what
+    # is printed). Its debug chatter is never wanted.
+    logging.getLogger("watchdog").setLevel(
+        logging.WARNING if numeric >= logging.WARNING else logging.INFO
+    )

@@ -6,9 +6,11 @@ import errno
 import logging
 from pathlib import Path
 
+import pytest
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyObserver
 
+from exporter.logs import setup_logging
 from exporter.watch import default_observer_factory
 from tests.conftest import make_config, scrape, value, wait_for, write_backup
 
@@ -56,7 +58,20 @@ def test_dead_observer_is_restarted(tmp_path: Path, start_daemon) -> None:
     wait_for(lambda: count(daemon, "t") == 2)
 
 
-def test_queue_overflow_triggers_rescan(tmp_path: Path, start_daemon) -> None:
+@pytest.mark.parametrize("log_level", ["warning", "error"])
+def test_queue_overflow_triggers_rescan(tmp_path: Path, start_daemon, log_level: str) -> None:
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers), logging.getLogger("watchdog").level)
+    setup_logging(log_level, "text")  # as `serve --log-level error` does
+    try:
+        _overflow_rescans(tmp_path, start_daemon)
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        logging.getLogger("watchdog").setLevel(saved[2])
+
+
+def _overflow_rescans(tmp_path: Path, start_daemon) -> None:
     daemon = start_daemon(make_config(targets=[{"name": "t", "path": str(tmp_path)}]))
     index = daemon.targets[0].index
     index.upsert("lost-event.db", 5000, 1.0)  # the index is now wrong, as after lost events

@@ -1,0 +1,43 @@
+"""`backup-monitor status`: a running daemon's status document as a terminal table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+_COLOURS = {"ok": "green", "failing": "yellow", "down": "red"}
+EXIT_CODES = {"ok": 0, "failing": 1, "down": 3}
+
+
+def exit_code_for(document: dict[str, Any]) -> int:
+    return EXIT_CODES.get(document.get("state", "down"), 3)
+
+
+def render_status(document: dict[str, Any], color: bool) -> str:
+    header = ("TARGET", "STATE", "NEWEST", "AGE / MAX", "SIZE", "COUNT", "VERIFIED", "FAILING")
+    rows = [header]
+    for target in document["targets"]:
+        newest = target["newest"]
+        limit = target["max_age"] or target["schedule"] or ""
+        verification = target["verification"]
+        rows.append(
+            (
+                target["name"],
+                target["state"],
+                newest["name"] if newest else (target["error"] or "none"),
+                f"{newest['age'] if newest else 'never'} / {limit}",
+                newest["size"] if newest else "",
+                str(target["count"]),
+                "-" if verification is None else ("ok" if verification["ok"] else "FAILED"),
+                ", ".join(c["name"] for c in target["checks"] if not c["ok"]) or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for index, row in enumerate(rows):
+        cells = [value.ljust(widths[i]) for i, value in enumerate(row)]
+        if color and index:
+            cells[1] = click.style(cells[1], fg=_COLOURS.get(row[1]), bold=True)
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
