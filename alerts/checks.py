@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.analysis import missing_runs, retention_violations, size_ratio
+from exporter.analysis import mirror_lag, missing_runs, retention_violations, size_ratio
 from exporter.index import TargetSnapshot
 from exporter.supervisor import Target
 from exporter.units import format_duration, humanize_age, humanize_size
@@ -177,6 +177,27 @@ def check_verify(snap: TargetSnapshot, target: Target, now: float) -> CheckResul
     return CheckResult(verification.ok, f"{verification.name}: {verification.reason}")
 
 
+def check_mirror(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+    if target.mirror_source is None:
+        return None
+    if not snap.up:
+        return _down(snap)
+    lag = mirror_lag(target, now)
+    newest = target.mirror_source.index.snapshot().newest
+    if lag is None or newest is None:
+        return CheckResult(True, f"{target.config.mirror_of} has no backup to mirror")
+    if lag == 0:
+        return CheckResult(True, f"{newest.name} is mirrored")
+    limit = target.config.mirror_lag
+    text = (
+        f"{newest.name} from {target.config.mirror_of} missing here for {humanize_age(lag)} "
+        f"(max {format_duration(limit)})"
+    )
+    if lag > limit:
+        return CheckResult(False, text)
+    return CheckResult(True, text, next_change_at=newest.mtime + limit)
+
+
 CHECKS: dict[str, Check] = {
     "age": check_age,
     "size": check_size,
@@ -188,6 +209,7 @@ CHECKS: dict[str, Check] = {
     "growth": check_growth,
     "retention": check_retention,
     "verify": check_verify,
+    "mirror": check_mirror,
 }
 
 

@@ -63,6 +63,8 @@ class Evaluator:
         keep: set[tuple[str, str]] = set()
         for target in self.targets():
             snap = target.index.snapshot()
+            if not snap.scanned:
+                continue  # start-up grace: not judged before its first scan or listing
             for check, result in evaluate(snap, target, now).items():
                 keep.add((target.name, check))
                 if result.next_change_at is not None:

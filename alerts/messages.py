@@ -25,6 +25,7 @@ SUMMARIES = {
     "growth": "backup grew",
     "retention": "old backups not pruned",
     "verify": "backup failed verification",
+    "mirror": "off-site copy missing",
 }
 
 

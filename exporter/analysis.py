@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from exporter.index import Entry
 from exporter.schedule import Schedule
+from exporter.supervisor import Target
 
 # How many recent spacings give an inferred interval, and how many backups it needs.
 INFER_SAMPLES = 10
@@ -97,3 +98,15 @@ def retention_violations(
 ) -> int:
     """Backups older than retention (plus grace for the pruning job) still present."""
     return bisect.bisect_left(history, (now - retention - grace,))
+
+
+def mirror_lag(target: Target, now: float) -> float | None:
+    """Seconds the source's newest backup has been missing here (0 when present)."""
+    source = target.mirror_source
+    newest = source.index.snapshot().newest if source else None
+    if newest is None:
+        return None
+    copy = target.index.lookup(newest.name)
+    if copy is not None and copy[0] == newest.size:
+        return 0.0
+    return max(0.0, now - newest.mtime)

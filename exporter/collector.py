@@ -14,7 +14,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.analysis import missing_runs, retention_violations, size_ratio
+from exporter.analysis import mirror_lag, missing_runs, retention_violations, size_ratio
 from exporter.index import Clock, TargetSnapshot
 from exporter.stats import WATCH_MODES, DaemonStats
 from exporter.supervisor import FUTURE_TOLERANCE, Target
@@ -87,6 +87,15 @@ _TARGET_HELP = {
         "gauge",
         "Backups dated more than a minute in the future (a wrong clock or a bad name); "
         "ages are never negative.",
+    ),
+    "values_stale": (
+        "gauge",
+        "1 while a remote target cannot be listed and its series show the last good listing.",
+    ),
+    "mirror_lag_seconds": (
+        "gauge",
+        "How long the mirrored target's newest backup has been missing from this copy "
+        "(same name and size); 0 when present (mirror_of targets only).",
     ),
     "verify_ok": (
         "gauge",
@@ -194,6 +203,11 @@ class BackupCollector(Collector):
         fams.add("future_files", labels, target.index.count_after(now + FUTURE_TOLERANCE))
         fams.add("oldest_age_seconds", labels, max(0.0, now - oldest.mtime) if oldest else math.inf)
         self._add_history(fams, target, snap, labels, now)
+        if cfg.remote:
+            fams.add("values_stale", labels, int(snap.stale))
+        if target.mirror_source is not None:
+            lag = mirror_lag(target, now)
+            fams.add("mirror_lag_seconds", labels, lag if lag is not None else 0.0)
         if snap.verification is not None:
             fams.add("verify_ok", labels, int(snap.verification.ok))
             fams.add("verify_timestamp_seconds", labels, snap.verification.finished_at)

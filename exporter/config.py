@@ -89,7 +89,16 @@ class TargetConfig(_Strict):
     retention: Duration | None = None
     retention_grace: Duration = 86400.0
     settle: Duration = 30.0
-    verify: Literal["auto", "sqlite", "archive", "checksum", "none"] = "auto"
+    # Object storage (s3:// paths) only:
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    poll_interval: Duration = 300.0
+    remote_timeout: Duration = 30.0
+    mirror_of: str | None = None
+    mirror_lag: Duration = 7200.0
+    verify: Literal["auto", "sqlite", "archive", "checksum", "download", "none"] = "auto"
+    verify_max_size: Size = 1024**3  # remote objects larger than this are not downloaded
     verify_query: str | None = None
     sqlite_check: Literal["integrity_check", "quick_check"] = "integrity_check"
     verify_timeout: Duration = 60.0
@@ -172,7 +181,17 @@ class TargetConfig(_Strict):
     def _check_path(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("path must not be empty")
+        if value.startswith("s3://"):
+            if len(value) <= len("s3://") or value[5] == "/":
+                raise ValueError("an s3:// path needs a bucket: s3://bucket/prefix/")
+            return value
+        if "://" in value:
+            raise ValueError(f"unsupported URL scheme in {value!r} (a directory or s3://)")
         return os.path.abspath(os.path.expanduser(value))
+
+    @property
+    def remote(self) -> bool:
+        return self.path.startswith("s3://")
 
     @field_validator("labels")
     @classmethod
@@ -333,6 +352,9 @@ class Config(_Strict):
             if target.name in seen:
                 raise ValueError(f"duplicate target name {target.name!r}")
             seen.add(target.name)
+        for target in self.targets:
+            if target.mirror_of is not None and target.mirror_of not in seen - {target.name}:
+                raise ValueError(f"target {target.name!r}: mirror_of names no other target")
         return self
 
 

@@ -20,9 +20,10 @@ from exporter.collector import BackupCollector
 from exporter.config import Config, parse_listen
 from exporter.http import HttpServer, make_app
 from exporter.index import Clock
+from exporter.remote import RemotePoller
 from exporter.stats import DaemonStats
 from exporter.status import build_targets
-from exporter.supervisor import Supervisor, Target
+from exporter.supervisor import Supervisor, Target, link_mirrors
 from exporter.verifier import Verifier
 from exporter.watch import ObserverFactory, OverflowListener, Watcher, default_observer_factory
 from exporter.webconfig import BasicAuth, load_web_config, ssl_context
@@ -41,6 +42,8 @@ class Daemon:
         self.clock = clock
         self.stats = DaemonStats()
         self.targets = [Target(t, clock) for t in config.targets]
+        self._pollers: dict[str, RemotePoller] = {}
+        link_mirrors(self.targets)
         self.watcher = Watcher(
             config.watch_mode, config.poll_interval, self.stats, observer_factory
         )
@@ -86,6 +89,18 @@ class Daemon:
         self.http = HttpServer(app, host, port, tls)
         self._stopped = threading.Event()
 
+    def _sync_pollers(self) -> None:
+        """One poller per remote target: stop those of removed or changed targets."""
+        current = {t.name: t for t in self.targets if t.config.remote}
+        for name, poller in list(self._pollers.items()):
+            if current.get(name) is not poller.target:
+                poller.stop()
+                del self._pollers[name]
+        for name, target in current.items():
+            if name not in self._pollers:
+                self._pollers[name] = RemotePoller(target, self.clock)
+                self._pollers[name].start()
+
     def _index_changed(self, name: str) -> None:
         # Looked up at each call: a reload replaces the alerting side.
         self.alerting.evaluator.wake(name)
@@ -124,6 +139,7 @@ class Daemon:
         # The initial index is complete before anything is served or evaluated.
         self.supervisor.scan_all()
         self.supervisor.start()
+        self._sync_pollers()
         # Alerts start after the initial index is complete: no start-up false alarms.
         self.alerting.start()
         self.verifier.start()
@@ -164,7 +180,9 @@ class Daemon:
         for target in added:
             self.supervisor.scan(target)
         self.supervisor.set_targets(targets, config.rescan_interval, config.retry_interval)
+        link_mirrors(targets)
         self.targets = targets
+        self._sync_pollers()
         for collector in self._collectors:
             collector.namespace = config.namespace
         # The alerting side is rebuilt from the saved state: unchanged targets keep theirs.
@@ -188,6 +206,8 @@ class Daemon:
         self.http.stop()
         self.verifier.stop()
         self.alerting.stop()
+        for poller in self._pollers.values():
+            poller.stop()
         self.supervisor.stop()
         self.watcher.stop()
         logging.getLogger("watchdog").removeHandler(self._overflow)

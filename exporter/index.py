@@ -64,6 +64,7 @@ class TargetSnapshot:
     unparsed: int  # files whose names did not give a timestamp
     history: tuple[Entry, ...]  # every backup, oldest first (only where a check needs it)
     verification: Verification | None
+    stale: bool  # down, but showing the last good listing (remote targets)
     last_scan: float
     last_scan_duration: float
     scans: int
@@ -97,6 +98,7 @@ class TargetIndex:
         self._version = 0
         self._touched: set[str] | None = None
         self._verification: Verification | None = None
+        self._stale = False
         self._snapshot: TargetSnapshot | None = None
         self._listeners: list[Listener] = []
 
@@ -234,7 +236,7 @@ class TargetIndex:
             corrections += len(new_unparsed ^ self._unparsed)
             self._unparsed = new_unparsed
             was_up = self._up
-            self._up, self._error, self._scanned = True, "", True
+            self._up, self._error, self._scanned, self._stale = True, "", True, False
             self._last_scan, self._last_scan_duration = finished_at, duration
             self._scans += 1
             if not first:
@@ -247,6 +249,25 @@ class TargetIndex:
         if changed:
             self._notify()
         return corrections
+
+    def mark_unreachable(self, error: str, finished_at: float) -> None:
+        """A remote target could not be listed: down, but its last values stay, stale."""
+        with self._lock:
+            self._touched = None
+            was = (self._up, self._error, self._scanned)
+            self._up, self._error, self._scanned = False, error, True
+            self._stale = bool(self._files)
+            self._last_scan = finished_at
+            self._scans += 1
+            self._scan_errors += 1
+            self._changed()
+        if was != (False, error, True):
+            self._notify()
+
+    def lookup(self, name: str) -> tuple[int, float] | None:
+        """(size, timestamp) of one backup, or None."""
+        with self._lock:
+            return self._files.get(name)
 
     def mark_down(self, error: str, finished_at: float) -> None:
         """The directory is missing or unreadable: its backups are not visible."""
@@ -306,6 +327,7 @@ class TargetIndex:
             unparsed=len(self._unparsed),
             history=tuple(order) if self.keep_history else (),
             verification=self._verification,
+            stale=self._stale,
             last_scan=self._last_scan,
             last_scan_duration=self._last_scan_duration,
             scans=self._scans,

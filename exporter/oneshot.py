@@ -15,8 +15,9 @@ from alerts.checks import CheckResult, check_states, evaluate
 from exporter.collector import BackupCollector
 from exporter.config import Config
 from exporter.index import Clock, TargetSnapshot
+from exporter.remote import RemotePoller
 from exporter.stats import DaemonStats
-from exporter.supervisor import Target, scan_into_index
+from exporter.supervisor import Target, link_mirrors, scan_into_index
 from exporter.units import humanize_age, humanize_size
 from exporter.verifier import verify_newest
 
@@ -33,8 +34,13 @@ class TargetReport:
 def run_checks(config: Config, clock: Clock = time.time) -> tuple[list[TargetReport], float]:
     """Scan every target once and verify its newest backup if it has settled."""
     reports = []
-    for target in (Target(t, clock) for t in config.targets):
-        scan_into_index(target, clock)
+    targets = [Target(t, clock) for t in config.targets]
+    link_mirrors(targets)
+    for target in targets:
+        if target.config.remote:
+            RemotePoller(target, clock).poll()
+        else:
+            scan_into_index(target, clock)
         newest = target.index.snapshot().newest
         if newest is not None and _settled(target, clock()):
             verification = verify_newest(target, clock)
@@ -46,6 +52,8 @@ def run_checks(config: Config, clock: Clock = time.time) -> tuple[list[TargetRep
 
 
 def _settled(target: Target, now: float) -> bool:
+    if target.config.remote:
+        return True  # a listed object is complete
     newest = target.index.snapshot().newest
     try:
         mtime = os.stat(os.path.join(target.config.path, newest.name)).st_mtime if newest else now

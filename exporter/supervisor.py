@@ -43,6 +43,7 @@ class Target:
     schedule: Schedule | None = field(init=False)
     zone: tzinfo = field(init=False)
     future_seen: int = field(init=False, default=0)  # logged once, not at every rescan
+    mirror_source: Target | None = field(init=False, default=None)  # for mirror_of
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -73,6 +74,14 @@ class Target:
     @property
     def name(self) -> str:
         return self.config.name
+
+
+def link_mirrors(targets: Iterable[Target]) -> None:
+    """Point each ``mirror_of`` target at the target it mirrors."""
+    by_name = {t.name: t for t in targets}
+    for target in by_name.values():
+        source = target.config.mirror_of
+        target.mirror_source = by_name.get(source) if source else None
 
 
 def scan_into_index(target: Target, clock: Clock) -> None:
@@ -186,6 +195,8 @@ class Supervisor:
             log.debug("cannot watch %s yet: %s", target.config.path, exc)
 
     def scan(self, target: Target) -> None:
+        if target.config.remote:
+            return  # listed by its own poller
         # Watch first, then scan: an event during the scan wins over the scan's older view.
         self._ensure_watch(target)
         scan_into_index(target, self.clock)
@@ -197,6 +208,8 @@ class Supervisor:
             self.scan(target)
 
     def _needs_retry(self, target: Target) -> bool:
+        if target.config.remote:
+            return False
         if not target.index.snapshot().up:
             return True
         # Re-pointed symlink, or a watch lost with its root: rescan and re-watch.

@@ -9,8 +9,10 @@ and never stalls metrics. Results go into the target's index (one source of trut
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -18,9 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from exporter.index import Clock, Verification
+from exporter.remote import download
+from exporter.scan import TargetUnavailable
 from exporter.stats import DaemonStats
 from exporter.supervisor import Target
-from exporter.verify import VerifyOptions, verify_file
+from exporter.verify import VerifyOptions, VerifyResult, verify_file
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +44,43 @@ def options_for(target: Target, size: int) -> VerifyOptions:
     )
 
 
+def wants_verification(target: Target) -> bool:
+    """Local targets unless ``verify: none``; remote ones only with ``verify: download``."""
+    if target.config.remote:
+        return target.config.verify == "download"
+    return target.config.verify not in ("none", "download")
+
+
+def _verify_remote(target: Target, name: str, size: int) -> VerifyResult | None:
+    """Download into a private temporary file (always removed), then verify it."""
+    fd, tmp = tempfile.mkstemp(
+        prefix="backup-monitor-download-", suffix="-" + os.path.basename(name)
+    )
+    os.close(fd)
+    try:
+        try:
+            download(target.config, name, tmp, target.config.verify_max_size)
+        except TargetUnavailable as exc:
+            return VerifyResult(False, f"download failed: {exc}", "download", 0.0)
+        options = options_for(target, size)
+        return verify_file(
+            tmp, VerifyOptions("auto", options.sqlite_check, options.query, options.timeout)
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
 def verify_newest(target: Target, clock: Clock) -> Verification | None:
     """Verify a target's newest backup now (for `check` and the pool's workers)."""
     newest = target.index.snapshot().newest
-    if newest is None or target.config.verify == "none":
+    if newest is None or not wants_verification(target):
         return None
-    path = os.path.join(target.config.path, newest.name)
-    result = verify_file(path, options_for(target, newest.size))
+    if target.config.remote:
+        result = _verify_remote(target, newest.name, newest.size)
+    else:
+        path = os.path.join(target.config.path, newest.name)
+        result = verify_file(path, options_for(target, newest.size))
     if result is None:
         return None
     return Verification(
@@ -107,7 +141,7 @@ class Verifier:
     def tick(self) -> None:
         now = self.clock()
         for target in self.targets():
-            if target.config.verify == "none":
+            if not wants_verification(target):
                 continue
             newest = target.index.snapshot().newest
             if newest is None:
@@ -117,15 +151,20 @@ class Verifier:
                 key = (newest.name, newest.size, newest.mtime)
                 if watch.busy or watch.done == key:
                     continue
-            try:
-                st = os.stat(os.path.join(target.config.path, newest.name))
-            except OSError:
-                continue  # gone; the index will hear of it
-            current = (st.st_size, st.st_mtime)
+            if target.config.remote:
+                current = (newest.size, newest.mtime)  # listed objects are complete
+            else:
+                try:
+                    st = os.stat(os.path.join(target.config.path, newest.name))
+                except OSError:
+                    continue  # gone; the index will hear of it
+                current = (st.st_size, st.st_mtime)
             with self._lock:
                 if watch.key != key or watch.stat != current:
                     # Unchanged since its mtime counts as settled already.
-                    watch.key, watch.stat, watch.since = key, current, min(now, st.st_mtime)
+                    # A listed object is complete: no settling for remote targets.
+                    since = 0.0 if target.config.remote else min(now, current[1])
+                    watch.key, watch.stat, watch.since = key, current, since
                 if now - watch.since < target.config.settle:
                     continue
                 watch.busy = True

@@ -177,5 +177,5 @@ def test_landing_page_and_health(tmp_path: Path, start_daemon) -> None:
 
     daemon = start_daemon(make_config(targets=[{"path": str(tmp_path)}]))
     base = daemon.url.removesuffix("/metrics")
-    assert 'href="/metrics"' in fetch(base + "/")
+    assert 'href="metrics"' in fetch(base + "/")  # relative: works behind a path prefix
     assert fetch(base + "/healthz") == "ok\n"

@@ -1,0 +1,158 @@
+"""Object-storage targets (``s3://bucket/prefix/``): listed, never downloaded, on a timer.
+
+There are no events for a bucket, so each remote target has a worker thread that
+lists it every ``poll_interval`` with boto3's paginator (``LastModified`` and
+``Size`` from the listing; memory grows only with the index). Calls have connect
+and read timeouts and botocore's bounded retries with jittered backoff. On an
+error the target is reported down and its last good values are kept, flagged stale.
+Credentials come from the standard AWS chain (environment, shared files, profile)
+and never appear in the configuration or the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from exporter.index import Clock, FileMap
+from exporter.scan import TargetUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> (bucket, ``some/prefix/``)."""
+    rest = url.removeprefix("s3://")
+    bucket, _, prefix = rest.partition("/")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return bucket, prefix
+
+
+def make_client(
+    endpoint_url: str | None, region: str | None, profile: str | None, timeout: float
+) -> Any:
+    try:
+        import boto3
+        from botocore.config import Config as BotoConfig
+    except ImportError:
+        raise TargetUnavailable(
+            "s3:// targets need boto3: pip install 'backup-monitor[s3]'"
+        ) from None
+    session = boto3.session.Session(profile_name=profile, region_name=region)
+    config = BotoConfig(
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        retries={"max_attempts": 3, "mode": "standard"},  # bounded, jittered backoff
+    )
+    return session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def describe_error(exc: Exception) -> str:
+    """A short reason without secrets (botocore's messages carry none; keep it so)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        error = response["Error"]
+        return f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip()[:200]
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
+def list_target(client: Any, url: str, wanted: Callable[[str], bool], recursive: bool) -> FileMap:
+    """Every matching object below the prefix as {relative key: (size, LastModified)}."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = split_url(url)
+    files: FileMap = {}
+    params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    if not recursive:
+        params["Delimiter"] = "/"  # direct children only, as for a directory
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(**params):
+            for item in page.get("Contents", ()):
+                rel = item["Key"][len(prefix) :]
+                if rel and not rel.endswith("/") and wanted(rel):
+                    files[rel] = (int(item["Size"]), item["LastModified"].timestamp())
+    except (BotoCoreError, ClientError) as exc:
+        raise TargetUnavailable(describe_error(exc)) from None
+    return files
+
+
+def download(cfg: Any, name: str, destination: str, limit: int) -> None:
+    """Stream one object to a local file, refusing more than ``limit`` bytes."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = split_url(cfg.path)
+    client = make_client(cfg.endpoint_url, cfg.region, cfg.profile, cfg.remote_timeout)
+    try:
+        body = client.get_object(Bucket=bucket, Key=prefix + name)["Body"]
+        written = 0
+        with open(destination, "wb") as handle:
+            for chunk in iter(lambda: body.read(1024 * 1024), b""):
+                written += len(chunk)
+                if written > limit:
+                    raise TargetUnavailable(f"object larger than verify_max_size ({limit} bytes)")
+                handle.write(chunk)
+    except (BotoCoreError, ClientError) as exc:
+        raise TargetUnavailable(describe_error(exc)) from None
+
+
+class RemotePoller:
+    """One thread per remote target: list, apply to the index, sleep, repeat."""
+
+    def __init__(self, target: Any, clock: Clock = time.time) -> None:
+        self.target = target
+        self.clock = clock
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._client: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"s3-{target.name}", daemon=True)
+
+    def poll(self) -> None:
+        """One listing, applied to the index (or the target marked unreachable)."""
+        cfg = self.target.config
+        index = self.target.index
+        index.begin_scan()
+        started = self.clock()
+        was = index.snapshot()
+        try:
+            if self._client is None:
+                self._client = make_client(
+                    cfg.endpoint_url, cfg.region, cfg.profile, cfg.remote_timeout
+                )
+            raw = list_target(self._client, cfg.path, self.target.matcher.wants_file, cfg.recursive)
+        except TargetUnavailable as exc:
+            index.mark_unreachable(str(exc), self.clock())
+            if was.up or not was.scanned or was.error != str(exc):
+                log.warning(
+                    "target %s is down: %s: %s (keeping its last values)", cfg.name, cfg.path, exc
+                )
+            return
+        files, unparsed = self.target.split(raw)
+        finished = self.clock()
+        index.apply_scan(files, unparsed, finished, max(0.0, finished - started))
+        if was.scanned and not was.up:
+            log.info("target %s is reachable again: %d backups", cfg.name, len(files))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.poll()
+            except Exception:  # the loop must outlive any one bad listing
+                log.exception("listing target %s failed", self.target.name)
+            self._wake.wait(self.target.config.poll_interval)
+            self._wake.clear()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=1)
