@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format system-deps soak bench clean
+.PHONY: run test test-container lint format system-deps soak bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ system-deps:
 	command -v setpriv >/dev/null || missing="$$missing util-linux"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	command -v buildah >/dev/null || missing="$$missing buildah"; \
+	command -v podman >/dev/null || missing="$$missing podman"; \
+	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -49,7 +52,12 @@ format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix .
 
 test: $(VENV)/.installed-test system-deps lint
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not container"
+	$(MAKE) test-container
+
+# Builds the image with buildah from a debootstrapped base (cached) and runs it.
+test-container: $(VENV)/.installed-test system-deps
+	$(BIN)/pytest -m container -s
 
 # The churn soak for longer than the suite's 60 s (SOAK_SECONDS, SOAK_SEED to replay).
 soak: $(VENV)/.installed-test

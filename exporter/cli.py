@@ -268,14 +268,21 @@ def config_group() -> None:
 @config_options
 def config_check(config_path: str | None, targets: tuple[str, ...]) -> None:
     """Validate the configuration and print the effective result (exit 2 if invalid)."""
-    from alerts.delivery import build_channels, redact_url
+    from alerts.delivery import redact_url
 
     config = _load(config_path, targets, require_targets=False)
+    _channels(config)
+    click.echo(render_config(config, redact_url), nl=False)
+
+
+def _channels(config: Config) -> list[Any]:
+    """The notification channels, or exit 2 naming the URL apprise cannot use."""
+    from alerts.delivery import build_channels
+
     try:
-        build_channels(config.notify)
+        return build_channels(config.notify)
     except ConfigError as exc:
         _fail(f"config error: {exc}", EXIT_CONFIG)
-    click.echo(render_config(config, redact_url), nl=False)
 
 
 @main.group(name="notify")
@@ -287,15 +294,11 @@ def notify_group() -> None:
 @config_options
 def notify_test(config_path: str | None, targets: tuple[str, ...]) -> None:
     """Send a test notification through every configured URL (exit 1 if any fails)."""
-    from alerts.delivery import build_channels
     from alerts.messages import TEST, Notification
 
     config = _load(config_path, targets, require_targets=False)
     setup_logging("error", config.log_format)
-    try:
-        channels = build_channels(config.notify)
-    except ConfigError as exc:
-        _fail(f"config error: {exc}", EXIT_CONFIG)
+    channels = _channels(config)
     if not channels:
         _fail("no notification URL configured (notify.urls or notify.config)", 1)
     message = Notification(
@@ -372,3 +375,24 @@ def status(url: str, output: str, timeout: float) -> None:
     else:
         click.echo(render_status(document, color=sys.stdout.isatty()), nl=False)
     sys.exit(exit_code_for(document))
+
+
+@main.command()
+@click.option(
+    "--url",
+    default="http://127.0.0.1:19117",
+    show_default=True,
+    envvar="BACKUP_MONITOR_HEALTH_URL",
+    help="The running daemon [env: BACKUP_MONITOR_HEALTH_URL].",
+)
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait.")
+def health(url: str, timeout: float) -> None:
+    """Exit 0 if the running daemon is healthy (its /healthz), 1 if not: for HEALTHCHECK."""
+    import urllib.request
+
+    endpoint = url.rstrip("/") + "/healthz"
+    try:
+        with urllib.request.urlopen(endpoint, timeout=timeout) as response:  # noqa: S310
+            click.echo(response.read().decode().strip())
+    except OSError as exc:
+        _fail(f"unhealthy: {endpoint}: {getattr(exc, 'reason', None) or exc}", 1)

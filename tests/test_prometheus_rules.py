@@ -99,6 +99,7 @@ def test_dashboard_and_rules_use_only_exported_metrics(tmp_path: Path, start_dae
                     "name": "b",
                     "schedule": "0 2 * * *",
                     "retention": "30d",
+                    "mirror_of": "a",
                 },
             ],
             notify={"urls": ["json://127.0.0.1:9/x"]},
