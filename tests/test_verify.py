@@ -277,3 +277,17 @@ def test_textfile_passes_promtool(tmp_path: Path) -> None:
     assert problems == [
         'backup_count non-histogram and non-summary metrics should not have "_count" suffix'
     ]
+
+
+def test_zstd_without_the_optional_package_says_so(tmp_path: Path) -> None:
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        path = tmp_path / "backup.db.zst"
+        path.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 100)
+        assert check(path) == (
+            False,
+            "zstd backup: install the optional 'zstandard' package to verify it",
+        )
+    else:
+        pytest.skip("zstandard is installed: the message for its absence cannot be shown")
