@@ -53,6 +53,16 @@ def _progress(items: Sequence[str], label: str) -> Iterator[str]:
         yield from bar
 
 
+format_option = click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+
+
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--target",
@@ -175,14 +185,7 @@ def serve(
 
 @main.command()
 @config_options
-@click.option(
-    "--format",
-    "output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@format_option
 @click.option(
     "--textfile",
     metavar="FILE",
@@ -342,14 +345,7 @@ def demo(directory: str, listen: str | None) -> None:
     envvar="BACKUP_MONITOR_STATUS_URL",
     help="The running daemon [env: BACKUP_MONITOR_STATUS_URL].",
 )
-@click.option(
-    "--format",
-    "output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@format_option
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the daemon.")
 def status(url: str, output: str, timeout: float) -> None:
     """Show the status of a running daemon (from its /api/v1/targets).

@@ -38,6 +38,16 @@ ENV_PREFIX = "BACKUP_MONITOR_"
 Duration = Annotated[
     float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
 ]
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+# A duration that must be above zero (intervals, timeouts).
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, return_type=str)]
 Fraction = Annotated[
     float, BeforeValidator(parse_fraction), PlainSerializer(format_fraction, return_type=str)
@@ -244,7 +254,7 @@ class NotifyUrl(_Strict):
 class HeartbeatConfig(_Strict):
     url: str
     interval: Duration = 60.0
-    timeout: Duration = 10.0
+    timeout: PositiveDuration = 10.0
     max_queue_age: Duration = 900.0
 
     @field_validator("url")
@@ -262,9 +272,9 @@ class NotifyConfig(_Strict):
     repeat_interval: Duration = 86400.0
     min_interval: Duration = 60.0
     send_resolved: bool = True
-    timeout: Duration = 10.0
-    retry_initial: Duration = 2.0
-    retry_max: Duration = 300.0
+    timeout: PositiveDuration = 10.0
+    retry_initial: PositiveDuration = 2.0
+    retry_max: PositiveDuration = 300.0
     title_template: Template = DEFAULT_TITLE
     body_template: Template = DEFAULT_BODY
     heartbeat: HeartbeatConfig | None = None
@@ -278,13 +288,6 @@ class NotifyConfig(_Strict):
             value = [u for u in re.split(r"[,\s]+", value) if u]
         if isinstance(value, list):
             return [{"url": v} if isinstance(v, str) else v for v in value]
-        return value
-
-    @field_validator("timeout", "retry_initial", "retry_max")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be greater than 0")
         return value
 
 
@@ -301,9 +304,9 @@ class Config(_Strict):
     web_config_file: str | None = None
     hide_paths: bool = False
     status_refresh: Duration = 10.0
-    rescan_interval: Duration = 300.0
-    poll_interval: Duration = 5.0
-    retry_interval: Duration = 2.0
+    rescan_interval: PositiveDuration = 300.0
+    poll_interval: PositiveDuration = 5.0
+    retry_interval: PositiveDuration = 2.0
     watch_mode: Literal["auto", "inotify", "polling"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
@@ -336,13 +339,6 @@ class Config(_Strict):
     def _check_namespace(cls, value: str) -> str:
         if not _LABEL.match(value):
             raise ValueError(f"invalid metric namespace {value!r}")
-        return value
-
-    @field_validator("rescan_interval", "poll_interval", "retry_interval")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be greater than 0")
         return value
 
     @model_validator(mode="after")
