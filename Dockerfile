@@ -21,6 +21,7 @@ LABEL org.opencontainers.image.title="backup-monitor" \
 COPY --from=build /wheels /tmp/wheels
 RUN python3 -m venv /opt/backup-monitor \
  && /opt/backup-monitor/bin/pip install --no-cache-dir --no-index /tmp/wheels/*.whl \
+ && /opt/backup-monitor/bin/pip uninstall --yes --quiet pip \
  && rm -rf /tmp/wheels \
  && groupadd --system --gid 10001 backup-monitor \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/backup-monitor \

@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -17,6 +17,7 @@ from exporter.config import Config, ConfigError, load_config, parse_target_spec,
 from exporter.logs import setup_logging
 
 EXIT_CONFIG = 2
+T = TypeVar("T")
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -44,7 +45,7 @@ def _load(
     return config
 
 
-def _progress(items: Sequence[str], label: str) -> Iterator[str]:
+def _progress(items: Sequence[T], label: str) -> Iterator[T]:
     """A progress bar on a terminal for long runs; nothing at all otherwise."""
     if len(items) < 2 or not sys.stderr.isatty():
         yield from items
@@ -204,7 +205,7 @@ def check(
 
     config = _load(config_path, targets)
     setup_logging("error", config.log_format)
-    reports, now = run_checks(config)
+    reports, now = run_checks(config, progress=lambda ts: _progress(ts, "checking"))
     if textfile:
         try:
             write_textfile(textfile, reports, config, time.time)

@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -31,12 +32,19 @@ class TargetReport:
     checks: dict[str, CheckResult]
 
 
-def run_checks(config: Config, clock: Clock = time.time) -> tuple[list[TargetReport], float]:
-    """Scan every target once and verify its newest backup if it has settled."""
+def run_checks(
+    config: Config,
+    clock: Clock = time.time,
+    progress: Callable[[list[Target]], Iterable[Target]] = iter,
+) -> tuple[list[TargetReport], float]:
+    """Scan every target once and verify its newest backup if it has settled.
+
+    ``progress`` wraps the list of targets (the CLI passes a progress bar).
+    """
     reports = []
     targets = [Target(t, clock) for t in config.targets]
     link_mirrors(targets)
-    for target in targets:
+    for target in progress(targets):
         if target.config.remote:
             RemotePoller(target, clock).poll()
         else:

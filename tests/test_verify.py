@@ -291,3 +291,26 @@ def test_zstd_without_the_optional_package_says_so(tmp_path: Path) -> None:
         )
     else:
         pytest.skip("zstandard is installed: the message for its absence cannot be shown")
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path: Path, good_db: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    script = shutil.which("script")
+    if script is None:
+        pytest.skip("needs script (util-linux) for a pseudo-terminal")
+    files = [str(good_db)] * 3
+    command = " ".join([sys.executable, "-m", "exporter", "verify", *files])
+    on_tty = subprocess.run(
+        [script, "-qec", command, "/dev/null"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert on_tty.returncode == 0
+    assert "verifying" in on_tty.stdout
+    plain = run_cli("verify", *files)
+    assert "verifying" not in plain.stdout + plain.stderr
