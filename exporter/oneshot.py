@@ -18,8 +18,8 @@ from exporter.config import Config
 from exporter.index import Clock, TargetSnapshot
 from exporter.remote import RemotePoller
 from exporter.stats import DaemonStats
+from exporter.status import newest_document
 from exporter.supervisor import Target, link_mirrors, scan_into_index
-from exporter.units import humanize_age, humanize_size
 from exporter.verifier import verify_newest
 
 EXIT_OK, EXIT_FAILING, EXIT_CONFIG, EXIT_UNREADABLE = 0, 1, 2, 3
@@ -112,19 +112,6 @@ def render_table(reports: list[TargetReport], now: float) -> str:
 
 
 def render_json(reports: list[TargetReport], now: float) -> str:
-    def newest(snap: TargetSnapshot) -> dict[str, object] | None:
-        if snap.newest is None:
-            return None
-        age = max(0.0, now - snap.newest.mtime)
-        return {
-            "name": snap.newest.name,
-            "size_bytes": snap.newest.size,
-            "size": humanize_size(snap.newest.size),
-            "timestamp": snap.newest.mtime,
-            "age_seconds": age,
-            "age": humanize_age(age),
-        }
-
     document = {
         "ok": exit_code(reports) == EXIT_OK,
         "timestamp": now,
@@ -136,7 +123,7 @@ def render_json(reports: list[TargetReport], now: float) -> str:
                 "error": r.snapshot.error or None,
                 "count": r.snapshot.count,
                 "total_size_bytes": r.snapshot.total_size,
-                "newest": newest(r.snapshot),
+                "newest": newest_document(r.snapshot.newest, now),
                 "checks": {n: {"ok": c.ok, "reason": c.reason} for n, c in r.checks.items()},
             }
             for r in reports

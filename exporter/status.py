@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from exporter.index import TargetSnapshot
+from exporter.index import BackupFile, TargetSnapshot
 from exporter.supervisor import Target
 from exporter.units import format_duration, humanize_age, humanize_size
 
@@ -20,6 +20,21 @@ API_VERSION = 1
 CheckLister = Callable[[TargetSnapshot, Target, float], list[tuple[str, bool, str]]]
 # (target name, check) -> (since, notified) when firing, else None
 AlertLookup = Callable[[str, str], tuple[float, bool] | None]
+
+
+def newest_document(newest: BackupFile | None, now: float) -> dict[str, Any] | None:
+    """The newest backup as the API and `check --format json` show it."""
+    if newest is None:
+        return None
+    age = max(0.0, now - newest.mtime)
+    return {
+        "name": newest.name,
+        "timestamp": newest.mtime,
+        "age_seconds": age,
+        "age": humanize_age(age),
+        "size_bytes": newest.size,
+        "size": humanize_size(newest.size),
+    }
 
 
 def _state(snap: TargetSnapshot, checks: list[tuple[str, bool, str]]) -> str:
@@ -53,16 +68,7 @@ def target_status(
         "error": scrub(snap.error) or None,
         "count": snap.count,
         "total_size_bytes": snap.total_size,
-        "newest": None
-        if newest is None
-        else {
-            "name": newest.name,
-            "timestamp": newest.mtime,
-            "age_seconds": max(0.0, now - newest.mtime),
-            "age": humanize_age(now - newest.mtime),
-            "size_bytes": newest.size,
-            "size": humanize_size(newest.size),
-        },
+        "newest": newest_document(newest, now),
         "max_age_seconds": max_age,
         "max_age": format_duration(max_age) if max_age is not None else None,
         "min_size_bytes": cfg.min_size,

@@ -169,13 +169,10 @@ def test_image_builds_and_runs(tmp_path: Path) -> None:
     container = run(buildah, *STORAGE, "from", IMAGE).stdout.strip()
     mounts = ["-v", f"{backups}:/backups:ro", "-v", f"{config}:/etc/backup-monitor/config.yml:ro"]
     # The image's own entrypoint and command, as its config says.
+    in_container = [buildah, *STORAGE, "run", "--isolation", "chroot"]
     proc = subprocess.Popen(
         [
-            buildah,
-            *STORAGE,
-            "run",
-            "--isolation",
-            "chroot",
+            *in_container,
             *mounts,
             container,
             "--",
@@ -199,16 +196,10 @@ def test_image_builds_and_runs(tmp_path: Path) -> None:
 
         wait_for(up, timeout=60)
         wait_for(lambda: 'backup_verify_ok{target="quota-proxy"} 1.0' in fetch(url), timeout=60)
-        uid = run(
-            buildah, *STORAGE, "run", "--isolation", "chroot", container, "--", "id", "-u"
-        ).stdout
+        uid = run(*in_container, container, "--", "id", "-u").stdout
         assert uid.strip() == "10001"
         run(
-            buildah,
-            *STORAGE,
-            "run",
-            "--isolation",
-            "chroot",
+            *in_container,
             container,
             "--",
             "backup-monitor",

@@ -23,6 +23,7 @@ from exporter.verify import VerifyOptions, verify_file
 from tests.conftest import make_config, parse_samples, require_tool, scrape, value, wait_for
 from tests.peers import WebhookReceiver
 from tests.test_config import run_cli
+from tests.test_promtool import KEPT_LINT, promtool_problems
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quota-proxy.yml"
 
@@ -263,20 +264,7 @@ def test_textfile_passes_promtool(tmp_path: Path) -> None:
     result = run_cli("check", "-t", str(backups), "--textfile", str(textfile))
     assert result.returncode == 0, result.stdout
     assert not list(tmp_path.glob(".backup-monitor-*"))  # no temporary file left behind
-    import subprocess
-
-    lint = subprocess.run(
-        [promtool, "check", "metrics"],
-        input=textfile.read_text(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    problems = [line for line in (lint.stdout + lint.stderr).splitlines() if line.strip()]
-    assert problems == [
-        'backup_count non-histogram and non-summary metrics should not have "_count" suffix'
-    ]
+    assert promtool_problems(promtool, textfile.read_text()) == [KEPT_LINT]
 
 
 def test_zstd_without_the_optional_package_says_so(tmp_path: Path) -> None:
