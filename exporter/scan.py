@@ -1,4 +1,4 @@
-"""One full scan of a target directory with ``os.scandir``.
+"""One full scan of a target directory: list the names, then stat the backups among them.
 
 Only the root's failure fails a scan (the target is then down); a file that
 vanishes, a sub-directory that cannot be read or a name that is not UTF-8
@@ -12,11 +12,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable
 from stat import S_ISREG
 
 from exporter.index import FileMap
 from exporter.matcher import Matcher
+from exporter.statmany import stat_many
 
 log = logging.getLogger(__name__)
 
@@ -50,60 +50,54 @@ def stat_backup(path: str) -> tuple[int, float] | None:
 def scan_target(root: str, matcher: Matcher, recursive: bool) -> FileMap:
     """Every backup below ``root`` as {relative name: (size, mtime)}."""
     try:
-        first = os.scandir(root)
+        dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise TargetUnavailable(describe_os_error(exc)) from None
-    if not recursive and matcher.base_only is not None:
-        return _scan_flat(first, matcher.base_only)
-    return _scan_tree(first, matcher, recursive)
-
-
-def _scan_flat(entries: os._ScandirIterator[str], wanted: Callable[[str], object]) -> FileMap:
-    """The common case, kept lean: one directory, base-name patterns."""
-    files: FileMap = {}
-    with entries:
-        for entry in entries:
-            if wanted(entry.name) is None:
-                continue
+    try:
+        if not recursive and matcher.base_only is not None:
             try:
-                st = entry.stat()  # follows a symlink to the file it names
-            except OSError:
-                continue  # vanished or unreadable between listing and stat
-            if S_ISREG(st.st_mode):
-                files[entry.name] = (st.st_size, st.st_mtime)
-    return files
+                names = os.listdir(dir_fd)
+            except OSError as exc:
+                raise TargetUnavailable(describe_os_error(exc)) from None
+            # The common case, kept lean: one directory, base-name patterns, filtered in C.
+            candidates = list(filter(matcher.base_only, names))
+        else:
+            candidates = _list_tree(root, dir_fd, matcher, recursive)
+        return stat_many(dir_fd, candidates)
+    finally:
+        os.close(dir_fd)
 
 
-def _scan_tree(first: os._ScandirIterator[str], matcher: Matcher, recursive: bool) -> FileMap:
-    files: FileMap = {}
+def _list_tree(root: str, dir_fd: int, matcher: Matcher, recursive: bool) -> list[str]:
+    """Relative names of the non-directories below ``root`` that the patterns want."""
+    try:
+        entries: os._ScandirIterator[str] | None = os.scandir(dir_fd)
+    except OSError as exc:
+        raise TargetUnavailable(describe_os_error(exc)) from None
+    names: list[str] = []
     # An explicit stack of paths, not recursion: a deep tree must not hit Python's
     # recursion limit, and a wide one must not hold a descriptor per directory.
-    pending: list[tuple[str, str]] = []
-    entries: os._ScandirIterator[str] | None = first
+    pending: list[str] = []
     prefix = ""
     while entries is not None:
         with entries:
             for entry in entries:
                 rel = prefix + entry.name
                 try:
-                    if entry.is_dir(follow_symlinks=False):
-                        if recursive and matcher.wants_dir(rel):
-                            pending.append((entry.path, rel + "/"))
-                        continue
-                    if not matcher.wants_name(rel):
-                        continue
-                    st = entry.stat()
+                    is_dir = entry.is_dir(follow_symlinks=False)
                 except OSError as exc:
-                    # Vanished or unreadable between listing and stat: skip that one entry.
-                    log.debug("skipping %s: %s", entry.path, describe_os_error(exc))
+                    log.debug("skipping %s: %s", rel, describe_os_error(exc))
                     continue
-                if S_ISREG(st.st_mode):
-                    files[rel] = (st.st_size, st.st_mtime)
+                if is_dir:
+                    if recursive and matcher.wants_dir(rel):
+                        pending.append(rel + "/")
+                elif matcher.wants_name(rel):
+                    names.append(rel)
         entries = None
         while pending and entries is None:
-            path, prefix = pending.pop()
+            prefix = pending.pop()
             try:
-                entries = os.scandir(path)
+                entries = os.scandir(os.path.join(root, prefix))
             except OSError as exc:
-                log.debug("skipping %s: %s", path, describe_os_error(exc))
-    return files
+                log.debug("skipping %s: %s", prefix, describe_os_error(exc))
+    return names

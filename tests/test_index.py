@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.index import TargetIndex
+from exporter.index import TargetIndex, sort_entries
 
 names = st.sampled_from([f"d{d}/b{i}" for d in range(2) for i in range(4)])
 ops = st.lists(
@@ -98,3 +98,11 @@ def test_unchanged_rescan_still_updates_scan_counters() -> None:
     second = index.snapshot()
     assert (second.scans, second.last_scan) == (2, 20)
     assert second.version == first.version  # no change to the backups themselves
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 5).map(float), st.text("ab", max_size=3), st.integers(0, 3)))
+)
+def test_sort_entries_is_sorted_with_ties(entries: list[tuple[float, str, int]]) -> None:
+    """The fast sort equals sorted() even when many timestamps are equal."""
+    assert sort_entries(list(entries)) == sorted(entries)

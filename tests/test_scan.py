@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exporter.matcher import Matcher
 from exporter.scan import TargetUnavailable, scan_target
@@ -73,3 +76,21 @@ def test_missing_and_unreadable_root(tmp_path: Path) -> None:
     write_backup(tmp_path / "file", 1)
     with pytest.raises(TargetUnavailable, match="not a directory"):
         scan_target(str(tmp_path / "file"), DEFAULT, False)
+
+
+PATTERNS = ["backup-*", "*.db", "*", "a?c*", "[ab]*", "x", "*~", ".*", "*.tmp", "*.d*b", "b*"]
+
+
+@given(
+    st.lists(st.sampled_from(PATTERNS), max_size=3),
+    st.lists(st.sampled_from(PATTERNS), max_size=4),
+    st.text("ab.-x~dbtmp\n", max_size=6),
+)
+def test_patterns_agree_with_fnmatch(include: list[str], exclude: list[str], name: str) -> None:
+    """The one-regex fast path (prefix and suffix exclusions folded in) agrees with fnmatch."""
+    matcher = Matcher(include, exclude)
+    assert matcher.base_only is not None
+    want = any(fnmatch.fnmatchcase(name, p) for p in include) and not any(
+        fnmatch.fnmatchcase(name, p) for p in exclude
+    )
+    assert (matcher.base_only(name) is not None) == want

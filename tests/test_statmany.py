@@ -1,0 +1,110 @@
+"""Statting shared with a helper process gives exactly what statting here gives, even when
+the helper cannot start or dies half-way."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter.statmany import Helper, Stats, stat_many
+from tests.conftest import write_backup
+
+OddDir = tuple[int, list[str]]  # a directory's descriptor, and names in it
+
+
+@pytest.fixture
+def odd_dir(tmp_path: Path) -> Iterator[OddDir]:
+    """A directory of backups and of names a stat loop can trip on, and its descriptor."""
+    for i in range(3000):
+        write_backup(tmp_path / f"backup-{i:05d}.db", i % 97, mtime=1_700_000_000 + i)
+    os.mkfifo(tmp_path / "fifo.db")
+    (tmp_path / "subdir.db").mkdir()
+    (tmp_path / "dangling.db").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "alias.db").symlink_to(tmp_path / "backup-00001.db")
+    with open(os.fsencode(str(tmp_path)) + b"/bad-\xff-name.db", "wb") as handle:
+        handle.write(b"12345678")
+    (tmp_path / "new\nline.db").write_bytes(b"abc")
+    dir_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    names = [*os.listdir(dir_fd), "vanished.db"]
+    try:
+        yield dir_fd, names
+    finally:
+        os.close(dir_fd)
+
+
+def expected(dir_fd: int, names: list[str]) -> Stats:
+    files: Stats = {}
+    for name in names:
+        try:
+            st = os.stat(name, dir_fd=dir_fd)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            files[name] = (st.st_size, st.st_mtime)
+    return files
+
+
+def test_in_process_and_shared_agree_with_os_stat(odd_dir: OddDir) -> None:
+    dir_fd, names = odd_dir
+    want = expected(dir_fd, names)
+    assert len(want) == 3000 + 3  # the backups, the alias, the odd names
+    assert stat_many(dir_fd, names, shared=False) == want
+    assert stat_many(dir_fd, names, shared=True) == want
+
+
+def test_the_helper_alone_covers_every_name(odd_dir: OddDir) -> None:
+    """Left to run, the helper reports every name, odd bytes and all, from the last backwards."""
+    dir_fd, names = odd_dir
+    helper = Helper(dir_fd, names)
+    files: Stats = {}
+    lows = []
+    deadline = time.monotonic() + 30
+    try:
+        while helper.low > 0 and time.monotonic() < deadline:
+            helper.poll(files)
+            lows.append(helper.low)
+            time.sleep(0.005)
+    finally:
+        helper.stop()
+    assert helper.low == 0
+    assert lows == sorted(lows, reverse=True)
+    assert files == expected(dir_fd, names)
+
+
+def test_a_helper_that_cannot_start_only_costs_time(
+    odd_dir: OddDir, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    dir_fd, names = odd_dir
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    with caplog.at_level(logging.WARNING):
+        assert stat_many(dir_fd, names, shared=True) == expected(dir_fd, names)
+    assert "cannot start a stat helper" in caplog.text
+
+
+def test_a_helper_that_dies_half_way_only_costs_time(
+    odd_dir: OddDir, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper's output is cut after a few blocks (it dies of SIGPIPE): what it reported
+    stands, this process stats the rest."""
+    dir_fd, names = odd_dir
+    wrapper = tmp_path_factory.mktemp("bin") / "python"
+    wrapper.write_text(f'#!/bin/sh\n"{sys.executable}" "$@" | head -c 40000\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(wrapper))
+    helper = Helper(dir_fd, names)
+    files: Stats = {}
+    deadline = time.monotonic() + 30
+    while helper.running and time.monotonic() < deadline:
+        helper.poll(files)
+        time.sleep(0.005)
+    assert not helper.running
+    assert 0 < helper.low < len(names)  # a part was reported, not all
+    helper.stop()
+    assert stat_many(dir_fd, names, shared=True) == expected(dir_fd, names)
