@@ -16,7 +16,7 @@ from stat import S_ISREG
 
 from exporter.index import FileMap
 from exporter.matcher import Matcher
-from exporter.statmany import stat_many
+from exporter.statmany import StatMany
 
 log = logging.getLogger(__name__)
 
@@ -54,45 +54,49 @@ def scan_target(root: str, matcher: Matcher, recursive: bool) -> FileMap:
     except OSError as exc:
         raise TargetUnavailable(describe_os_error(exc)) from None
     try:
+        batch = StatMany(dir_fd)
         if not recursive and matcher.base_only is not None:
             try:
                 names = os.listdir(dir_fd)
             except OSError as exc:
                 raise TargetUnavailable(describe_os_error(exc)) from None
             # The common case, kept lean: one directory, base-name patterns, filtered in C.
-            candidates = list(filter(matcher.base_only, names))
+            batch.add(filter(matcher.base_only, names))
         else:
-            candidates = _list_tree(root, dir_fd, matcher, recursive)
-        return stat_many(dir_fd, candidates)
+            _list_tree(root, dir_fd, matcher, recursive, batch)
+        return batch.finish()
     finally:
         os.close(dir_fd)
 
 
-def _list_tree(root: str, dir_fd: int, matcher: Matcher, recursive: bool) -> list[str]:
-    """Relative names of the non-directories below ``root`` that the patterns want."""
+def _list_tree(root: str, dir_fd: int, matcher: Matcher, recursive: bool, batch: StatMany) -> None:
+    """Add the non-directories below ``root`` that the patterns want, directory by directory."""
     try:
         entries: os._ScandirIterator[str] | None = os.scandir(dir_fd)
     except OSError as exc:
         raise TargetUnavailable(describe_os_error(exc)) from None
-    names: list[str] = []
     # An explicit stack of paths, not recursion: a deep tree must not hit Python's
     # recursion limit, and a wide one must not hold a descriptor per directory.
     pending: list[str] = []
     prefix = ""
     while entries is not None:
+        others: list[str] = []
         with entries:
             for entry in entries:
-                rel = prefix + entry.name
                 try:
                     is_dir = entry.is_dir(follow_symlinks=False)
                 except OSError as exc:
-                    log.debug("skipping %s: %s", rel, describe_os_error(exc))
+                    log.debug("skipping %s%s: %s", prefix, entry.name, describe_os_error(exc))
                     continue
-                if is_dir:
-                    if recursive and matcher.wants_dir(rel):
-                        pending.append(rel + "/")
-                elif matcher.wants_name(rel):
-                    names.append(rel)
+                if not is_dir:
+                    others.append(entry.name)
+                elif recursive and matcher.wants_dir(rel := prefix + entry.name):
+                    pending.append(rel + "/")
+        # A helper may stat these while the listing goes on.
+        if matcher.base_only is not None:  # filtered in C, as in a flat scan
+            batch.add(map(prefix.__add__, filter(matcher.base_only, others)))
+        else:
+            batch.add(rel for name in others if matcher.wants_name(rel := prefix + name))
         entries = None
         while pending and entries is None:
             prefix = pending.pop()
@@ -100,4 +104,3 @@ def _list_tree(root: str, dir_fd: int, matcher: Matcher, recursive: bool) -> lis
                 entries = os.scandir(os.path.join(root, prefix))
             except OSError as exc:
                 log.debug("skipping %s: %s", prefix, describe_os_error(exc))
-    return names

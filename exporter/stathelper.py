@@ -1,12 +1,13 @@
 """The stat helper process, and the stat loop it shares with the daemon.
 
 Run as ``python -I -S stathelper.py FD``: FD is an inherited descriptor of the
-directory and stdin carries NUL-separated names relative to it. The helper
-stats them from the last one backwards and writes, after each chunk of names,
-one block: the lowest position it has now done, the number of records, and
-three arrays of native 8-byte values (positions, sizes and mtimes of the
-regular files in that chunk). It imports only what an interpreter started with
-``-S`` has at hand, so it starts in about 15 ms.
+directory, and stdin streams NUL-terminated names relative to it while the
+daemon is still listing. The helper stats them in the order they come and
+writes, after each chunk, one block: how many names from the first one it has
+now done, the number of records, and three arrays of native 8-byte values
+(positions, sizes and mtimes of the regular files in that chunk). It imports
+only what an interpreter started with ``-S`` has at hand, so it starts in
+about 15 ms.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ TYPE_CHECKING = False  # importing typing would double the helper's start-up tim
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-CHUNK = 1024  # names per block: the finer, the less work the two processes both do at the end
-HEADER = array("q", [0, 0]).itemsize * 2
+CHUNK = 1024  # names per block: the finer, the less work both processes do where they meet
+HEADER = 16  # two 8-byte values: names done, records in the block
+RECORD = 24  # three 8-byte values: position, size, mtime
 
 
 def stat_regular(
@@ -38,21 +40,20 @@ def stat_regular(
             yield position, st.st_size, st.st_mtime
 
 
-def encode_block(low: int, records: list[tuple[int, int, float]]) -> bytes:
-    positions, sizes, mtimes = array("q"), array("q"), array("d")
-    for position, size, mtime in records:
-        positions.append(position)
-        sizes.append(size)
-        mtimes.append(mtime)
-    header = array("q", [low, len(records)])
-    return b"".join(column.tobytes() for column in (header, positions, sizes, mtimes))
+def encode_block(done: int, records: list[tuple[int, int, float]]) -> bytes:
+    columns = (array("q"), array("q"), array("d"))
+    for record in records:
+        for column, value in zip(columns, record, strict=True):
+            column.append(value)
+    header = array("q", [done, len(records)])
+    return b"".join(column.tobytes() for column in (header, *columns))
 
 
 def decode_blocks(data: bytearray) -> Iterator[tuple[int, Iterator[tuple[int, int, float]]]]:
-    """(lowest position done, records) for each whole block, removed from ``data``."""
+    """(names done, records) for each whole block at the start of ``data``, removed from it."""
     while len(data) >= HEADER:
-        low, count = array("q", data[:HEADER])
-        end = HEADER + count * 24
+        done, count = array("q", data[:HEADER])
+        end = HEADER + count * RECORD
         if len(data) < end:
             return
         columns = (array("q"), array("q"), array("d"))
@@ -60,21 +61,29 @@ def decode_blocks(data: bytearray) -> Iterator[tuple[int, Iterator[tuple[int, in
             start = HEADER + i * count * 8
             column.frombytes(data[start : start + count * 8])
         del data[:end]
-        yield low, zip(*columns, strict=True)
+        yield done, zip(*columns, strict=True)
 
 
 def main() -> None:
     dir_fd = int(sys.argv[1])
-    data = sys.stdin.buffer.read()
-    names = data.split(b"\0") if data else []
-    out = sys.stdout.buffer
-    for end in range(len(names), 0, -CHUNK):
-        low = max(0, end - CHUNK)
+    names: list[bytes] = []
+    partial = b""
+    done = 0
+    while True:
+        if done == len(names):  # nothing left to do: wait for more names, or the end
+            data = os.read(0, 1 << 20)
+            if not data:
+                return
+            *complete, partial = (partial + data).split(b"\0")
+            names += complete
+            continue
+        end = min(done + CHUNK, len(names))
         records = [
-            (low + i, size, mtime) for i, size, mtime in stat_regular(dir_fd, names[low:end])
+            (done + i, size, mtime) for i, size, mtime in stat_regular(dir_fd, names[done:end])
         ]
-        out.write(encode_block(low, records))
-        out.flush()
+        sys.stdout.buffer.write(encode_block(end, records))
+        sys.stdout.buffer.flush()
+        done = end
 
 
 if __name__ == "__main__":

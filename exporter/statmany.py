@@ -1,23 +1,25 @@
-"""Stat many names of one directory tree, shared with a helper process when there are many.
+"""Stat the names a listing finds, shared with a helper process when there are many.
 
 CPython spends about half of each ``os.stat`` building the result object with
 the GIL held, so threads cannot share this work (measured: two threads take
-longer than one). A process can. This process stats the names from the first
-one forwards while a helper (``stathelper``) stats them from the last one
-backwards, and this one stops where they meet: whichever is faster does more,
-with no share to guess. On two cores that halves the time of the stat calls
-of a 100,000-file directory, which brings the daemon's first scan under the
-time of ``find | sort``. A helper that cannot start or dies only costs time:
-this process then does the rest.
+longer than one). A process can. Once a listing has found many names, a
+helper (``stathelper``) is started and fed the names as they are found; it
+stats them from the first one on, while the listing goes on here. When the
+listing ends this process stats from the last name backwards and stops where
+the two meet: whichever is faster does more, with no share to guess. On two
+cores this brings the first scan of 100,000 files under the time of
+``find | sort``. A helper that cannot start or dies only costs time: this
+process then does the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable
 
 from exporter import stathelper
@@ -25,11 +27,29 @@ from exporter import stathelper
 log = logging.getLogger(__name__)
 
 Stats = dict[str, tuple[int, float]]
+Records = Iterable[tuple[int, int, float]]
 
 # Below this many names a helper costs more (about 20 ms to start) than it saves.
 MIN_SHARED = 5_000
-# What os.fsencode does, for all the names in one call.
+BIG_DIRECTORY = 128 << 10  # bytes of directory entries
+# What os.fsencode does, for many names in one call.
 FS_CODEC = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+# Bigger pipes (Linux) let both sides run longer without waiting on each other.
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+PIPE_SIZE = 1 << 20
+
+
+def merge(files: Stats, names: list[str], records: Records, offset: int = 0) -> None:
+    files.update((names[offset + i], (size, mtime)) for i, size, mtime in records)
+
+
+def _big_directory(dir_fd: int) -> bool:
+    """Whether a directory surely holds thousands of names: ext4, XFS, btrfs and tmpfs all
+    grow a directory's size with its entries (ext4 needs about 5,000 names for this)."""
+    try:
+        return os.fstat(dir_fd).st_size >= BIG_DIRECTORY
+    except OSError:
+        return False
 
 
 def _cpus() -> int:
@@ -39,93 +59,150 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def merge(files: Stats, names: list[str], records: Iterable[tuple[int, int, float]]) -> None:
-    files.update((names[i], (size, mtime)) for i, size, mtime in records)
-
-
 class Helper:
-    """A running helper and what it has reported: it has done every name from ``low`` on."""
+    """A running helper: ``done`` is how many names, from the first, it has reported."""
 
     def __init__(self, dir_fd: int, names: list[str]) -> None:
-        self.names = names
-        self.low = len(names)
-        self._pending = bytearray()
+        self.names = names  # the caller's list, which grows as the listing goes on
+        self.done = 0
+        self._sent = 0
+        self._outgoing = bytearray()
+        self._incoming = bytearray()
+        self._closing = False
         self._process: subprocess.Popen[bytes] | None = None
         script = stathelper.__file__
         if not sys.executable or not os.path.isfile(script):
             return  # frozen or embedded interpreter: no helper to run
-        # A temporary file, not a pipe, carries the names: writing never waits on the helper.
-        with tempfile.TemporaryFile() as feed:
-            feed.write("\0".join(names).encode(*FS_CODEC))
-            feed.seek(0)
-            try:
-                self._process = subprocess.Popen(
-                    [sys.executable, "-I", "-S", script, str(dir_fd)],
-                    stdin=feed,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL,
-                    pass_fds=(dir_fd,),
-                )
-            except OSError as exc:
-                log.warning("cannot start a stat helper (%s); statting in this process", exc)
-                return
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", "-S", script, str(dir_fd)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(dir_fd,),
+            )
+        except OSError as exc:
+            log.warning("cannot start a stat helper (%s); statting in this process", exc)
+            return
+        assert self._process.stdin is not None
         assert self._process.stdout is not None
-        self._fd = self._process.stdout.fileno()
-        os.set_blocking(self._fd, False)
+        self._stdin, self._stdout = self._process.stdin, self._process.stdout
+        for pipe in (self._stdin, self._stdout):
+            os.set_blocking(pipe.fileno(), False)
+            # Not Linux, or above the system's limit: the default size works too.
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
 
     @property
     def running(self) -> bool:
         return self._process is not None
 
-    def poll(self, files: Stats) -> None:
-        """Take what the helper has written so far, without waiting."""
+    def end_input(self) -> None:
+        """No more names will come."""
+        self._closing = True
+
+    def pump(self, files: Stats) -> None:
+        """Send the names not sent yet and take the results there are, without waiting."""
         if self._process is None:
             return
+        self._send()
+        self._receive(files)
+
+    def _send(self) -> None:
+        if self._stdin.closed:
+            return
+        if self._sent < len(self.names):
+            # Names never hold a NUL, so NUL ends each one.
+            batch = self.names[self._sent :]
+            self._outgoing += ("\0".join(batch) + "\0").encode(*FS_CODEC)
+            self._sent = len(self.names)
+        try:
+            while self._outgoing:
+                del self._outgoing[: os.write(self._stdin.fileno(), self._outgoing)]
+        except BlockingIOError:
+            return  # the pipe is full: the rest goes at the next pump
+        except BrokenPipeError:
+            self._outgoing.clear()  # the helper died: its results so far still count
+        if self._closing:
+            self._stdin.close()
+
+    def _receive(self, files: Stats) -> None:
         while True:
             try:
-                data = os.read(self._fd, 1 << 20)
+                data = os.read(self._stdout.fileno(), PIPE_SIZE)
             except BlockingIOError:
                 break
             if not data:  # finished or died: what it reported stands, this process does the rest
-                self._process.wait()
-                self._process = None
+                self.stop()
                 break
-            self._pending += data
-        for low, records in stathelper.decode_blocks(self._pending):
+            self._incoming += data
+        for done, records in stathelper.decode_blocks(self._incoming):
             merge(files, self.names, records)
-            self.low = low
+            self.done = done
 
     def stop(self) -> None:
-        if self._process is None:
+        process, self._process = self._process, None
+        if process is None:
             return
-        self._process.kill()
-        self._process.stdout.close()  # type: ignore[union-attr]
+        process.kill()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
         try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # stuck in a stat of a hung mount; reaped later
-            log.warning("stat helper %d did not exit after SIGKILL", self._process.pid)
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # stuck in a stat on a hung mount; reaped later
+            log.warning("stat helper %d did not exit after SIGKILL", process.pid)
 
 
-def stat_many(dir_fd: int, names: list[str], shared: bool | None = None) -> Stats:
-    """{name: (size, mtime)} of the regular files among ``names`` (relative to ``dir_fd``).
+class StatMany:
+    """Names added while a listing goes on; ``finish()`` stats them all.
 
-    ``shared`` forces a helper on or off; by default one helps with many names on
-    a machine with more than one core.
+    ``shared`` forces a helper on or off; by default one helps once there are
+    many names, on a machine with more than one core.
     """
-    if shared is None:
-        shared = len(names) >= MIN_SHARED and _cpus() > 1
-    files: Stats = {}
-    if not shared:
-        merge(files, names, stathelper.stat_regular(dir_fd, names))
+
+    def __init__(self, dir_fd: int, shared: bool | None = None) -> None:
+        self.dir_fd = dir_fd
+        self.names: list[str] = []
+        self.files: Stats = {}
+        self._shared = _cpus() > 1 if shared is None else shared
+        self._threshold = MIN_SHARED if shared is None else 0
+        self._helper: Helper | None = None
+        self._pumped = 0
+        if shared is None and self._shared and _big_directory(dir_fd):
+            # Start now: the helper's start-up then overlaps the listing.
+            self._helper = Helper(dir_fd, self.names)
+
+    def add(self, names: Iterable[str]) -> None:
+        self.names += names
+        if self._helper is None and self._shared and len(self.names) >= self._threshold:
+            self._helper = Helper(self.dir_fd, self.names)
+        # Pumping once per chunk of new names keeps the helper busy at a fraction of the cost.
+        if self._helper is not None and len(self.names) - self._pumped >= stathelper.CHUNK:
+            self._helper.pump(self.files)
+            self._pumped = len(self.names)
+
+    def finish(self) -> Stats:
+        """{name: (size, mtime)} of the regular files among the names."""
+        helper, names, files = self._helper, self.names, self.files
+        if helper is not None:
+            helper.end_input()
+        end = len(names)
+        try:
+            while end > (met := helper.done if helper else 0):
+                start = max(end - stathelper.CHUNK, met)
+                merge(files, names, stathelper.stat_regular(self.dir_fd, names[start:end]), start)
+                end = start
+                if helper is not None:
+                    helper.pump(files)
+        finally:
+            if helper is not None:
+                helper.stop()
         return files
-    helper = Helper(dir_fd, names)
-    done = 0
-    try:
-        while done < helper.low:
-            chunk = names[done : min(done + stathelper.CHUNK, helper.low)]
-            merge(files, chunk, stathelper.stat_regular(dir_fd, chunk))
-            done += len(chunk)
-            helper.poll(files)
-    finally:
-        helper.stop()
-    return files
+
+
+def stat_many(dir_fd: int, names: Iterable[str], shared: bool | None = None) -> Stats:
+    """{name: (size, mtime)} of the regular files among ``names`` (relative to ``dir_fd``)."""
+    batch = StatMany(dir_fd, shared)
+    batch.add(names)
+    return batch.finish()

@@ -8,7 +8,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,23 +59,33 @@ def test_in_process_and_shared_agree_with_os_stat(odd_dir: OddDir) -> None:
     assert stat_many(dir_fd, names, shared=True) == want
 
 
-def test_the_helper_alone_covers_every_name(odd_dir: OddDir) -> None:
-    """Left to run, the helper reports every name, odd bytes and all, from the last backwards."""
-    dir_fd, names = odd_dir
+def run_helper(helper: Helper, files: Stats, until: Callable[[], bool]) -> list[int]:
+    """Pump the helper until ``until()`` (30 s at most); how far it had got at each pump."""
+    progress = []
+    deadline = time.monotonic() + 30
+    while not until() and time.monotonic() < deadline:
+        helper.pump(files)
+        progress.append(helper.done)
+        time.sleep(0.002)
+    return progress
+
+
+def test_the_helper_alone_covers_names_streamed_to_it(odd_dir: OddDir) -> None:
+    """Names sent while the listing goes on, odd bytes and all, are all reported, in order."""
+    dir_fd, all_names = odd_dir
+    names = all_names[:1000]
     helper = Helper(dir_fd, names)
     files: Stats = {}
-    lows = []
-    deadline = time.monotonic() + 30
     try:
-        while helper.low > 0 and time.monotonic() < deadline:
-            helper.poll(files)
-            lows.append(helper.low)
-            time.sleep(0.005)
+        first = run_helper(helper, files, lambda: helper.done == 1000)
+        names += all_names[1000:]  # the listing found more
+        helper.end_input()
+        rest = run_helper(helper, files, lambda: not helper.running)
     finally:
         helper.stop()
-    assert helper.low == 0
-    assert lows == sorted(lows, reverse=True)
-    assert files == expected(dir_fd, names)
+    assert helper.done == len(all_names)
+    assert first + rest == sorted(first + rest)
+    assert files == expected(dir_fd, all_names)
 
 
 def test_a_helper_that_cannot_start_only_costs_time(
@@ -99,12 +109,9 @@ def test_a_helper_that_dies_half_way_only_costs_time(
     wrapper.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(wrapper))
     helper = Helper(dir_fd, names)
+    helper.end_input()
     files: Stats = {}
-    deadline = time.monotonic() + 30
-    while helper.running and time.monotonic() < deadline:
-        helper.poll(files)
-        time.sleep(0.005)
+    run_helper(helper, files, lambda: not helper.running)
     assert not helper.running
-    assert 0 < helper.low < len(names)  # a part was reported, not all
-    helper.stop()
+    assert 0 < helper.done < len(names)  # a part was reported, not all
     assert stat_many(dir_fd, names, shared=True) == expected(dir_fd, names)
