@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from exporter import statmany
+from exporter.matcher import Matcher
+from exporter.scan import scan_target
 from exporter.statmany import Helper, Stats, stat_many
 from tests.conftest import write_backup
 
@@ -22,7 +25,7 @@ OddDir = tuple[int, list[str]]  # a directory's descriptor, and names in it
 @pytest.fixture
 def odd_dir(tmp_path: Path) -> Iterator[OddDir]:
     """A directory of backups and of names a stat loop can trip on, and its descriptor."""
-    for i in range(3000):
+    for i in range(1500):
         write_backup(tmp_path / f"backup-{i:05d}.db", i % 97, mtime=1_700_000_000 + i)
     os.mkfifo(tmp_path / "fifo.db")
     (tmp_path / "subdir.db").mkdir()
@@ -54,7 +57,7 @@ def expected(dir_fd: int, names: list[str]) -> Stats:
 def test_in_process_and_shared_agree_with_os_stat(odd_dir: OddDir) -> None:
     dir_fd, names = odd_dir
     want = expected(dir_fd, names)
-    assert len(want) == 3000 + 3  # the backups, the alias, the odd names
+    assert len(want) == 1500 + 3  # the backups, the alias, the odd names
     assert stat_many(dir_fd, names, shared=False) == want
     assert stat_many(dir_fd, names, shared=True) == want
 
@@ -73,12 +76,12 @@ def run_helper(helper: Helper, files: Stats, until: Callable[[], bool]) -> list[
 def test_the_helper_alone_covers_names_streamed_to_it(odd_dir: OddDir) -> None:
     """Names sent while the listing goes on, odd bytes and all, are all reported, in order."""
     dir_fd, all_names = odd_dir
-    names = all_names[:1000]
+    names = all_names[:600]
     helper = Helper(dir_fd, names)
     files: Stats = {}
     try:
-        first = run_helper(helper, files, lambda: helper.done == 1000)
-        names += all_names[1000:]  # the listing found more
+        first = run_helper(helper, files, lambda: helper.done == 600)
+        names += all_names[600:]  # the listing found more
         helper.end_input()
         rest = run_helper(helper, files, lambda: not helper.running)
     finally:
@@ -105,7 +108,7 @@ def test_a_helper_that_dies_half_way_only_costs_time(
     stands, this process stats the rest."""
     dir_fd, names = odd_dir
     wrapper = tmp_path_factory.mktemp("bin") / "python"
-    wrapper.write_text(f'#!/bin/sh\n"{sys.executable}" "$@" | head -c 40000\n')
+    wrapper.write_text(f'#!/bin/sh\n"{sys.executable}" "$@" | head -c 30000\n')
     wrapper.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(wrapper))
     helper = Helper(dir_fd, names)
@@ -115,3 +118,27 @@ def test_a_helper_that_dies_half_way_only_costs_time(
     assert not helper.running
     assert 0 < helper.done < len(names)  # a part was reported, not all
     assert stat_many(dir_fd, names, shared=True) == expected(dir_fd, names)
+
+
+@pytest.mark.parametrize("recursive", [False, True])
+def test_scans_with_and_without_a_helper_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recursive: bool
+) -> None:
+    """A whole scan, the helper started early (flat) or part-way through the listing (tree)."""
+    for d in range(20):
+        for i in range(40):
+            write_backup(tmp_path / f"d{d:02d}" / f"backup-{i:02d}.db", i, mtime=1e9 + d * 60 + i)
+            write_backup(tmp_path / f"backup-{d:02d}-{i:02d}.db", i, mtime=2e9 - d * 60 - i)
+    (tmp_path / "backup-skip.db.tmp").write_bytes(b"x")
+    matcher = Matcher(["backup-*"], [".*", "*.tmp"])
+    monkeypatch.setattr(statmany, "_cpus", lambda: 1)
+    alone = scan_target(str(tmp_path), matcher, recursive)
+    assert len(alone) == (1600 if recursive else 800)
+    monkeypatch.setattr(statmany, "_cpus", lambda: 2)
+    monkeypatch.setattr(statmany, "MIN_SHARED", 200)
+    monkeypatch.setattr(statmany, "BIG_DIRECTORY", 0 if not recursive else 1 << 40)
+    started = []
+    real_helper = statmany.Helper
+    monkeypatch.setattr(statmany, "Helper", lambda *a: started.append(1) or real_helper(*a))
+    assert scan_target(str(tmp_path), matcher, recursive) == alone
+    assert started == [1]
