@@ -62,6 +62,8 @@ def _cpus() -> int:
 class Helper:
     """A running helper: ``done`` is how many names, from the first, it has reported."""
 
+    start_failed = False
+
     def __init__(self, dir_fd: int, names: list[str]) -> None:
         self.names = names  # the caller's list, which grows as the listing goes on
         self.done = 0
@@ -82,7 +84,10 @@ class Helper:
                 pass_fds=(dir_fd,),
             )
         except OSError as exc:
-            log.warning("cannot start a stat helper (%s); statting in this process", exc)
+            # Once per process: a sandbox that forbids it would otherwise repeat it every rescan.
+            level = logging.DEBUG if Helper.start_failed else logging.WARNING
+            Helper.start_failed = True
+            log.log(level, "cannot start a stat helper (%s); statting in this process", exc)
             return
         assert self._process.stdin is not None
         assert self._process.stdout is not None
@@ -133,6 +138,8 @@ class Helper:
             except BlockingIOError:
                 break
             if not data:  # finished or died: what it reported stands, this process does the rest
+                if self._process.poll():
+                    log.debug("stat helper exited with %s", self._process.returncode)
                 self.stop()
                 break
             self._incoming += data
