@@ -23,10 +23,10 @@ import sys
 from collections.abc import Iterable
 
 from exporter import stathelper
+from exporter.index import FileMap
 
 log = logging.getLogger(__name__)
 
-Stats = dict[str, tuple[int, float]]
 Records = Iterable[tuple[int, int, float]]
 
 # Below this many names a helper costs more (about 20 ms to start) than it saves.
@@ -39,7 +39,7 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 PIPE_SIZE = 1 << 20
 
 
-def merge(files: Stats, names: list[str], records: Records, offset: int = 0) -> None:
+def merge(files: FileMap, names: list[str], records: Records, offset: int = 0) -> None:
     files.update((names[offset + i], (size, mtime)) for i, size, mtime in records)
 
 
@@ -106,7 +106,7 @@ class Helper:
         """No more names will come."""
         self._closing = True
 
-    def pump(self, files: Stats) -> None:
+    def pump(self, files: FileMap) -> None:
         """Send the names not sent yet and take the results there are, without waiting."""
         if self._process is None:
             return
@@ -131,7 +131,7 @@ class Helper:
         if self._closing:
             self._stdin.close()
 
-    def _receive(self, files: Stats) -> None:
+    def _receive(self, files: FileMap) -> None:
         while True:
             try:
                 data = os.read(self._stdout.fileno(), PIPE_SIZE)
@@ -171,7 +171,7 @@ class StatMany:
     def __init__(self, dir_fd: int, shared: bool | None = None) -> None:
         self.dir_fd = dir_fd
         self.names: list[str] = []
-        self.files: Stats = {}
+        self.files: FileMap = {}
         self._shared = _cpus() > 1 if shared is None else shared
         self._threshold = MIN_SHARED if shared is None else 0
         self._helper: Helper | None = None
@@ -189,7 +189,7 @@ class StatMany:
             self._helper.pump(self.files)
             self._pumped = len(self.names)
 
-    def finish(self) -> Stats:
+    def finish(self) -> FileMap:
         """{name: (size, mtime)} of the regular files among the names."""
         helper, names, files = self._helper, self.names, self.files
         if helper is not None:
@@ -208,7 +208,7 @@ class StatMany:
         return files
 
 
-def stat_many(dir_fd: int, names: Iterable[str], shared: bool | None = None) -> Stats:
+def stat_many(dir_fd: int, names: Iterable[str], shared: bool | None = None) -> FileMap:
     """{name: (size, mtime)} of the regular files among ``names`` (relative to ``dir_fd``)."""
     batch = StatMany(dir_fd, shared)
     batch.add(names)

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from exporter import statmany
+from exporter.index import FileMap
 from exporter.matcher import Matcher
 from exporter.scan import scan_target
-from exporter.statmany import Helper, Stats, stat_many
+from exporter.statmany import Helper, stat_many
 from tests.conftest import write_backup
 
 OddDir = tuple[int, list[str]]  # a directory's descriptor, and names in it
@@ -42,8 +43,8 @@ def odd_dir(tmp_path: Path) -> Iterator[OddDir]:
         os.close(dir_fd)
 
 
-def expected(dir_fd: int, names: list[str]) -> Stats:
-    files: Stats = {}
+def expected(dir_fd: int, names: list[str]) -> FileMap:
+    files: FileMap = {}
     for name in names:
         try:
             st = os.stat(name, dir_fd=dir_fd)
@@ -62,7 +63,7 @@ def test_in_process_and_shared_agree_with_os_stat(odd_dir: OddDir) -> None:
     assert stat_many(dir_fd, names, shared=True) == want
 
 
-def run_helper(helper: Helper, files: Stats, until: Callable[[], bool]) -> list[int]:
+def run_helper(helper: Helper, files: FileMap, until: Callable[[], bool]) -> list[int]:
     """Pump the helper until ``until()`` (30 s at most); how far it had got at each pump."""
     progress = []
     deadline = time.monotonic() + 30
@@ -78,7 +79,7 @@ def test_the_helper_alone_covers_names_streamed_to_it(odd_dir: OddDir) -> None:
     dir_fd, all_names = odd_dir
     names = all_names[:600]
     helper = Helper(dir_fd, names)
-    files: Stats = {}
+    files: FileMap = {}
     try:
         first = run_helper(helper, files, lambda: helper.done == 600)
         names += all_names[600:]  # the listing found more
@@ -116,7 +117,7 @@ def test_a_helper_that_dies_half_way_only_costs_time(
     monkeypatch.setattr(sys, "executable", str(wrapper))
     helper = Helper(dir_fd, names)
     helper.end_input()
-    files: Stats = {}
+    files: FileMap = {}
     run_helper(helper, files, lambda: not helper.running)
     assert not helper.running
     assert 0 < helper.done < len(names)  # a part was reported, not all
