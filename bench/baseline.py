@@ -1,5 +1,11 @@
-"""The scan-per-scrape baseline: an exporter that lists the directory at every scrape,
-as glob-at-scrape exporters do. Run as a child process: python -m bench.baseline DIR PORT [tree]
+"""The baselines of the scrape benchmark, each run as a child process:
+
+python -m bench.baseline PORT DIR [tree]    scan per scrape: an exporter that lists the
+                                            directory at every scrape, as glob-at-scrape
+                                            exporters do
+python -m bench.baseline PORT --constant BYTES
+                                            the floor: the daemon's HTTP server answering
+                                            a constant body of that size, no work at all
 """
 
 from __future__ import annotations
@@ -35,9 +41,23 @@ def scan_per_scrape_app(root: Path, recursive: bool) -> Callable[..., Iterable[b
     return app
 
 
+def constant_app(size: int) -> Callable[..., Iterable[bytes]]:
+    body = b"#" * size
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+
+    return app
+
+
 def main() -> None:
-    root, port = Path(sys.argv[1]), int(sys.argv[2])
-    server = HttpServer(scan_per_scrape_app(root, "tree" in sys.argv[3:]), "127.0.0.1", port)
+    port, what, *rest = sys.argv[1:]
+    if what == "--constant":
+        app = constant_app(int(rest[0]))
+    else:
+        app = scan_per_scrape_app(Path(what), "tree" in rest)
+    server = HttpServer(app, "127.0.0.1", int(port))
     server.start()
     threading.Event().wait()
 

@@ -95,28 +95,40 @@ def bench_scrape(
         daemon = serve_child([f"t={root}"], port, "inotify", state, recursive=recursive)
         url = f"http://127.0.0.1:{port}/metrics"
         try:
-            http_get(url)
+            size = len(http_get(url))
             ours = summary(repeat(lambda u=url: http_get(u), reps))
         finally:
             daemon.stop()
-        port = free_port()
-        args = [sys.executable, "-m", "bench.baseline", str(root), str(port)]
-        baseline = Child([*args, "tree"] if recursive else args)
-        try:
-            url = f"http://127.0.0.1:{port}/metrics"
-            wait_until(lambda u=url: _answers(u), 60, 0.05)
-            base = summary(repeat(lambda u=url: http_get(u), baseline_reps))
-        finally:
-            baseline.stop()
+        args = [str(root), "tree"] if recursive else [str(root)]
+        base = _measure_baseline(args, baseline_reps)
         rows.append(
             {
                 "files": label,
                 "backup-monitor": ours,
                 "scan-per-scrape": base,
                 "speedup_p99": base["p99"] / ours["p99"],
+                "bytes": size,
             }
         )
     return rows
+
+
+def bench_scrape_floor(size: int, reps: int) -> dict[str, float]:
+    """The same HTTP server answering a constant body of ``size`` bytes: what any scrape of
+    a Python exporter costs on this machine before it renders anything."""
+    return _measure_baseline(["--constant", str(size)], reps)
+
+
+def _measure_baseline(args: list[str], reps: int) -> dict[str, float]:
+    """``python -m bench.baseline`` with ``args`` (the port is inserted) measured from here."""
+    port = free_port()
+    child = Child([sys.executable, "-m", "bench.baseline", str(port), *args])
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        wait_until(lambda: _answers(url), 60, 0.05)
+        return summary(repeat(lambda: http_get(url), reps))
+    finally:
+        child.stop()
 
 
 def _answers(url: str) -> bool:
@@ -312,6 +324,8 @@ def main() -> None:
         results["scan"] = bench_scan(trees, reps)
         print("2/5 scrape latency", file=sys.stderr)
         results["scrape"] = bench_scrape(trees, tmp, 200, 20)
+        size = max(row["bytes"] for row in results["scrape"])
+        results["scrape_floor"] = bench_scrape_floor(size, 200)
         print("3/5 detection latency", file=sys.stderr)
         results["detection"] = bench_detection(tmp, 200, 20 if args.quick else 200)
         print("4/5 event throughput", file=sys.stderr)
@@ -355,6 +369,11 @@ def render(r: dict[str, Any]) -> str:
             f"   {row['files']:<32} {ms(a['median']):>10} / {ms(a['p99']):>9} "
             f"{ms(b['median']):>10} / {ms(b['p99']):>9} {row['speedup_p99']:>7.0f}"
         )
+    floor, size = r["scrape_floor"], max(row["bytes"] for row in r["scrape"])
+    lines.append(
+        f"   {'floor: same server, constant body':<32} {ms(floor['median']):>10} / "
+        f"{ms(floor['p99']):>9}   ({size:,} bytes, no work: this machine's HTTP cost)"
+    )
     d = r["detection"]
     lines += ["", "3. Detection latency: file closed -> visible in /metrics (median / p99)"]
     for mode in ("inotify", "polling"):

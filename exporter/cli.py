@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -117,6 +118,7 @@ def _serve(config: Config, reload: Callable[[], Config] | None = None) -> None:
         signal.signal(signum, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: (hup.set(), stop.set()))
     daemon.start()
+    settle_heap()
     click.echo(f"backup-monitor {__version__}: metrics at {daemon.url}", err=True)
     while True:
         while not stop.wait(1):
@@ -126,7 +128,20 @@ def _serve(config: Config, reload: Callable[[], Config] | None = None) -> None:
         hup.clear()
         stop.clear()
         _reload(daemon, reload)
+        settle_heap()
     daemon.stop()
+
+
+def settle_heap() -> None:
+    """Put what lives as long as the process (modules, indexes) out of the cyclic GC's reach.
+
+    A full collection walks every tracked object, about 30 ms for the daemon's own 40,000,
+    and lands on whichever scrape is unlucky. Objects that die later are still freed by
+    reference counting; after a reload what the old configuration held is released first.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _reload(daemon: Any, reload: Callable[[], Config] | None) -> None:
