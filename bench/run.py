@@ -82,6 +82,8 @@ def bench_scan(trees: dict[str, Path], reps: int) -> list[dict[str, Any]]:
 
 # --- 2. scrape latency ---------------------------------------------------------------
 
+WARM_UP = 20  # scrapes before measuring
+
 
 def bench_scrape(
     trees: dict[str, Path], tmp: Path, reps: int, baseline_reps: int
@@ -95,7 +97,9 @@ def bench_scrape(
         daemon = serve_child([f"t={root}"], port, "inotify", state, recursive=recursive)
         url = f"http://127.0.0.1:{port}/metrics"
         try:
-            size = len(http_get(url))
+            # Warm up: a just-started daemon is still settling its heap and running its first
+            # evaluation rounds; Prometheus scrapes one that has been up for a while.
+            size = max(len(http_get(url)) for _ in range(WARM_UP))
             ours = summary(repeat(lambda u=url: http_get(u), reps))
         finally:
             daemon.stop()
@@ -126,6 +130,7 @@ def _measure_baseline(args: list[str], reps: int) -> dict[str, float]:
     try:
         url = f"http://127.0.0.1:{port}/metrics"
         wait_until(lambda: _answers(url), 60, 0.05)
+        http_get(url)  # one warm-up scrape: each of these is a whole scan
         return summary(repeat(lambda: http_get(url), reps))
     finally:
         child.stop()
