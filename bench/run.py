@@ -352,6 +352,20 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
 
+def side_by_side(
+    rows: list[dict[str, Any]], other: str, title: str, figure: str, spec: str
+) -> list[str]:
+    """A table of ours next to ``other`` per size, median / p99, and one comparing figure."""
+    lines = [f"   {'files':<32} {'backup-monitor':>22} {other:>22} {title:>7}"]
+    for row in rows:
+        a, b = row["backup-monitor"], row[other]
+        lines.append(
+            f"   {row['files']:<32} {ms(a['median']):>10} / {ms(a['p99']):>9} "
+            f"{ms(b['median']):>10} / {ms(b['p99']):>9} {row[figure]:>7{spec}}"
+        )
+    return lines
+
+
 def render(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [
@@ -359,21 +373,9 @@ def render(r: dict[str, Any]) -> str:
         "",
     ]
     lines.append("1. Initial scan (median / p99)")
-    lines.append(f"   {'files':<32} {'backup-monitor':>22} {'find|sort|head':>22} {'ratio':>7}")
-    for row in r["scan"]:
-        a, b = row["backup-monitor"], row["find|sort|head"]
-        lines.append(
-            f"   {row['files']:<32} {ms(a['median']):>10} / {ms(a['p99']):>9} "
-            f"{ms(b['median']):>10} / {ms(b['p99']):>9} {row['ratio']:>7.2f}"
-        )
+    lines += side_by_side(r["scan"], "find|sort|head", "ratio", "ratio", ".2f")
     lines += ["", "2. Scrape latency over HTTP (median / p99)"]
-    lines.append(f"   {'files':<32} {'backup-monitor':>22} {'scan-per-scrape':>22} {'p99 x':>7}")
-    for row in r["scrape"]:
-        a, b = row["backup-monitor"], row["scan-per-scrape"]
-        lines.append(
-            f"   {row['files']:<32} {ms(a['median']):>10} / {ms(a['p99']):>9} "
-            f"{ms(b['median']):>10} / {ms(b['p99']):>9} {row['speedup_p99']:>7.0f}"
-        )
+    lines += side_by_side(r["scrape"], "scan-per-scrape", "p99 x", "speedup_p99", ".0f")
     floor, size = r["scrape_floor"], max(row["bytes"] for row in r["scrape"])
     lines.append(
         f"   {'floor: same server, constant body':<32} {ms(floor['median']):>10} / "

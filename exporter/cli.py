@@ -19,6 +19,7 @@ from exporter.logs import setup_logging
 
 EXIT_CONFIG = 2
 T = TypeVar("T")
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -353,14 +354,19 @@ def demo(directory: str, listen: str | None) -> None:
     _serve(_load(None, (f"demo={directory}",), listen=listen))
 
 
+def _daemon_url_option(default: str, envvar: str) -> Decorator:
+    """--url of the running daemon, for the commands that ask it."""
+    return click.option(
+        "--url",
+        default=default,
+        show_default=True,
+        envvar=envvar,
+        help=f"The running daemon [env: {envvar}].",
+    )
+
+
 @main.command()
-@click.option(
-    "--url",
-    default="http://localhost:19117",
-    show_default=True,
-    envvar="BACKUP_MONITOR_STATUS_URL",
-    help="The running daemon [env: BACKUP_MONITOR_STATUS_URL].",
-)
+@_daemon_url_option("http://localhost:19117", "BACKUP_MONITOR_STATUS_URL")
 @format_option
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the daemon.")
 def status(url: str, output: str, timeout: float) -> None:
@@ -370,18 +376,14 @@ def status(url: str, output: str, timeout: float) -> None:
     cannot be reached.
     """
     import json
-    import urllib.error
-    import urllib.request
 
     from exporter.statusview import exit_code_for, render_status
 
     endpoint = url.rstrip("/") + "/api/v1/targets"
     try:
-        with urllib.request.urlopen(endpoint, timeout=timeout) as response:  # noqa: S310
-            document = json.loads(response.read())
+        document = json.loads(_get(endpoint, timeout))
     except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        _fail(f"cannot get the status from {endpoint}: {reason}", 4)
+        _fail(f"cannot get the status from {endpoint}: {_reason(exc)}", 4)
     if output == "json":
         click.echo(json.dumps(document, indent=2))
     else:
@@ -390,21 +392,26 @@ def status(url: str, output: str, timeout: float) -> None:
 
 
 @main.command()
-@click.option(
-    "--url",
-    default="http://127.0.0.1:19117",
-    show_default=True,
-    envvar="BACKUP_MONITOR_HEALTH_URL",
-    help="The running daemon [env: BACKUP_MONITOR_HEALTH_URL].",
-)
+@_daemon_url_option("http://127.0.0.1:19117", "BACKUP_MONITOR_HEALTH_URL")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait.")
 def health(url: str, timeout: float) -> None:
     """Exit 0 if the running daemon is healthy (its /healthz), 1 if not: for HEALTHCHECK."""
-    import urllib.request
-
     endpoint = url.rstrip("/") + "/healthz"
     try:
-        with urllib.request.urlopen(endpoint, timeout=timeout) as response:  # noqa: S310
-            click.echo(response.read().decode().strip())
+        click.echo(_get(endpoint, timeout).decode().strip())
     except OSError as exc:
-        _fail(f"unhealthy: {endpoint}: {getattr(exc, 'reason', None) or exc}", 1)
+        _fail(f"unhealthy: {endpoint}: {_reason(exc)}", 1)
+
+
+def _get(url: str, timeout: float) -> bytes:
+    """The body of a GET to the running daemon; OSError (URLError, HTTPError) if none."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - our own URL
+        body: bytes = response.read()
+    return body
+
+
+def _reason(exc: Exception) -> object:
+    """What went wrong, in a few words: URLError keeps it in ``reason``."""
+    return getattr(exc, "reason", None) or exc

@@ -271,15 +271,9 @@ class TargetIndex:
     def mark_unreachable(self, error: str, finished_at: float) -> None:
         """A remote target could not be listed: down, but its last values stay, stale."""
         with self._lock:
-            self._touched = None
-            was = (self._up, self._error, self._scanned)
-            self._up, self._error, self._scanned = False, error, True
             self._stale = bool(self._files)
-            self._last_scan = finished_at
-            self._scans += 1
-            self._scan_errors += 1
-            self._changed()
-        if was != (False, error, True):
+            changed = self._scan_failed(error, finished_at)
+        if changed:
             self._notify()
 
     def lookup(self, name: str) -> tuple[int, float] | None:
@@ -290,20 +284,24 @@ class TargetIndex:
     def mark_down(self, error: str, finished_at: float) -> None:
         """The directory is missing or unreadable: its backups are not visible."""
         with self._lock:
-            self._touched = None
-            was = (self._up, self._error, self._scanned)
             self._files.clear()
             self._order.clear()
             self._unparsed.clear()
             self._total = 0
-            self._up, self._error, self._scanned = False, error, True
-            self._last_scan = finished_at
-            self._scans += 1
-            self._scan_errors += 1
-            changed = was != (False, error, True)
-            self._changed()
+            changed = self._scan_failed(error, finished_at)
         if changed:
             self._notify()
+
+    def _scan_failed(self, error: str, finished_at: float) -> bool:
+        """Record a failed scan (lock held); True if the target's up/error state changed."""
+        was = (self._up, self._error, self._scanned)
+        self._touched = None
+        self._up, self._error, self._scanned = False, error, True
+        self._last_scan = finished_at
+        self._scans += 1
+        self._scan_errors += 1
+        self._changed()
+        return was != (False, error, True)
 
     def set_verification(self, verification: Verification) -> None:
         with self._lock:

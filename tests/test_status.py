@@ -87,6 +87,18 @@ def test_status_command(tmp_path: Path, start_daemon) -> None:
     assert unreachable.stderr.startswith("backup-monitor: cannot get the status from")
 
 
+def test_health_command(tmp_path: Path, start_daemon) -> None:
+    """`health` (the container HEALTHCHECK) exits 0 on a healthy daemon, 1 with one line if not."""
+    daemon = start_daemon(make_config(targets=three_targets(tmp_path)[:1]))
+    healthy = run_cli("health", "--url", daemon.url.removesuffix("/metrics"))
+    assert healthy.returncode == 0, healthy.stderr
+    assert healthy.stdout.strip() == "ok"
+    unreachable = run_cli("health", "--url", "http://127.0.0.1:9")
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.startswith("backup-monitor: unhealthy: http://127.0.0.1:9/healthz:")
+    assert len(unreachable.stderr.splitlines()) == 1
+
+
 @pytest.fixture
 def browser():
     chromium = shutil.which("chromium")
