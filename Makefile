@@ -17,8 +17,9 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# LISTEN=HOST:PORT serves elsewhere (default :19117), e.g. make run LISTEN=127.0.0.1:9999
 run: $(VENV)/.installed
-	$(BIN)/backup-monitor demo --dir demo-backups
+	$(BIN)/backup-monitor demo --dir demo-backups $(if $(LISTEN),--listen $(LISTEN))
 
 # Installs the Debian packages when it can (root with apt); elsewhere the tests that
 # need a missing one are skipped with its name (an error when CI=true).

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.analysis import mirror_lag, missing_runs, retention_violations, size_ratio
+from exporter.analysis import mirror_lag, missing_runs, retention_violations, settled_size_ratio
 from exporter.index import TargetSnapshot
 from exporter.supervisor import Target
 from exporter.units import format_duration, humanize_age, humanize_size
@@ -49,14 +49,46 @@ def check_age(snap: TargetSnapshot, target: Target, now: float) -> CheckResult |
     return CheckResult(True, text, next_change_at=snap.newest.mtime + max_age)
 
 
+def _writing_note(snap: TargetSnapshot, now: float) -> str:
+    writing = snap.unsettled(now)
+    return f" ({writing[-1].name} is still being written)" if writing else ""
+
+
 def check_size(snap: TargetSnapshot, target: Target, now: float) -> CheckResult:
+    """The newest complete backup: one still being written is judged once it settles."""
     if not snap.up:
         return _down(snap)
-    if snap.newest is None:
+    newest = snap.settled_newest(now)
+    if newest is None:
+        if snap.newest is not None:
+            text = f"first backup {snap.newest.name} is still being written"
+            return CheckResult(True, text, snap.settles_at(now))
         return CheckResult(False, "no backup found")
-    size, limit = humanize_size(snap.newest.size), humanize_size(target.config.min_size)
-    text = f"newest backup {snap.newest.name} is {size} (min {limit})"
-    return CheckResult(snap.newest.size >= target.config.min_size, text)
+    size, limit = humanize_size(newest.size), humanize_size(target.config.min_size)
+    text = f"newest backup {newest.name} is {size} (min {limit})" + _writing_note(snap, now)
+    return CheckResult(newest.size >= target.config.min_size, text, snap.settles_at(now))
+
+
+def check_writing(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+    """A backup that keeps changing for longer than ``max_write_time`` is stuck."""
+    if target.config.remote:
+        return None
+    if not snap.up:
+        return _down(snap)
+    writing = snap.unsettled(now)
+    if not writing:
+        return CheckResult(True, "no backup is being written")
+    oldest = min(writing, key=lambda w: w.first_seen)
+    took, limit = now - oldest.first_seen, target.config.max_write_time
+    text = (
+        f"backup {oldest.name} still being written after {humanize_age(took)} "
+        f"(max {format_duration(limit)})"
+    )
+    if took > limit:
+        return CheckResult(False, text)
+    settles = snap.settles_at(now)
+    due = oldest.first_seen + limit
+    return CheckResult(True, text, min(due, settles) if settles is not None else due)
 
 
 def check_count(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
@@ -128,19 +160,17 @@ def _size_check(
         return None
     if not snap.up:
         return _down(snap)
-    settled_at = snap.newest_changed_at + target.config.settle
-    if snap.newest is not None and now < settled_at:
-        return CheckResult(True, f"newest backup {snap.newest.name} is not settled yet", settled_at)
-    found = size_ratio(snap.history, target.config.size_history)
-    if found is None or snap.newest is None:
-        return CheckResult(True, "not enough backups to compare sizes")
-    ratio, median = found
+    settles = snap.settles_at(now)
+    found = settled_size_ratio(snap, target.config.size_history, now)
+    if found is None or found[1] is None:
+        return CheckResult(True, "not enough backups to compare sizes", settles)
+    newest, (ratio, median) = found
     text = (
-        f"newest backup {snap.newest.name} is {humanize_size(snap.newest.size)}, "
+        f"newest backup {newest.name} is {humanize_size(newest.size)}, "
         f"{ratio * 100:.0f}% of the median {humanize_size(median)} of the previous backups"
-    )
+    ) + _writing_note(snap, now)
     failing = ratio < 1 - limit if shrink else ratio > 1 + limit
-    return CheckResult(not failing, text)
+    return CheckResult(not failing, text, settles)
 
 
 def check_shrink(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
@@ -174,7 +204,11 @@ def check_verify(snap: TargetSnapshot, target: Target, now: float) -> CheckResul
         return None  # nothing verified yet: no verdict
     if not snap.up:
         return _down(snap)
-    return CheckResult(verification.ok, f"{verification.name}: {verification.reason}")
+    reason = f"{verification.name}: {verification.reason}"
+    newest = snap.settled_newest(now)
+    if snap.verification_pending(now) and newest is not None:
+        reason += f" ({newest.name} not verified yet)"
+    return CheckResult(verification.ok, reason)
 
 
 def check_mirror(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
@@ -201,6 +235,7 @@ def check_mirror(snap: TargetSnapshot, target: Target, now: float) -> CheckResul
 CHECKS: dict[str, Check] = {
     "age": check_age,
     "size": check_size,
+    "writing": check_writing,
     "count": check_count,
     "target_down": check_target_down,
     "schedule": check_schedule,

@@ -17,6 +17,7 @@ FIRING, RESOLVED, TEST = "FIRING", "RESOLVED", "TEST"
 SUMMARIES = {
     "age": "backup too old",
     "size": "backup too small",
+    "writing": "backup still being written",
     "count": "too few backups",
     "target_down": "backup directory unreadable",
     "schedule": "backup late",
@@ -65,6 +66,7 @@ def render(
     now: float,
 ) -> Notification:
     newest = snap.newest
+    complete = snap.settled_newest(now)  # sizes are judged on complete backups only
     fields = {
         "status": status,
         "summary": SUMMARIES.get(check, check),
@@ -80,7 +82,7 @@ def render(
             if target.effective_max_age is not None
             else f"schedule {target.schedule}"
         ),
-        "size": humanize_size(newest.size) if newest else "none",
+        "size": humanize_size(complete.size) if complete else "none",
         "min_size": humanize_size(target.min_size),
         "count": str(snap.count),
         "since": _stamp(since),

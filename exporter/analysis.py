@@ -12,7 +12,7 @@ import itertools
 import statistics
 from collections.abc import Sequence
 
-from exporter.index import Entry
+from exporter.index import BackupFile, Entry, TargetSnapshot
 from exporter.schedule import Schedule
 from exporter.supervisor import Target
 
@@ -68,18 +68,30 @@ def _compression(name: str) -> str:
     return next((s for s in _COMPRESSION if name.lower().endswith(s)), "")
 
 
-def size_ratio(history: Sequence[Entry], samples: int) -> tuple[float, float] | None:
-    """(newest size / median of the ``samples`` before it, that median), or None.
+def position(history: Sequence[Entry], name: str) -> int | None:
+    """Where a backup near the newest end stands in the history (searched from the end)."""
+    for index in range(len(history) - 1, -1, -1):
+        if history[index][1] == name:
+            return index
+    return None
+
+
+def size_ratio(
+    history: Sequence[Entry], samples: int, end: int | None = None
+) -> tuple[float, float] | None:
+    """(size of the backup at ``end`` (default: the newest) / median of the ``samples``
+    before it, that median), or None.
 
     Only backups compressed the same way are compared: a .db.gz among .db files is
     smaller by design, not because it lost data.
     """
-    if len(history) < 2 or samples < 1:
+    end = len(history) - 1 if end is None else end
+    if end < 1 or samples < 1:
         return None
-    kind = _compression(history[-1][1])
+    kind = _compression(history[end][1])
     previous: list[int] = []
     # From the newest backwards, so a scrape costs O(samples), not O(all backups).
-    for index in range(len(history) - 2, -1, -1):
+    for index in range(end - 1, -1, -1):
         _ts, name, size = history[index]
         if _compression(name) == kind:
             previous.append(size)
@@ -90,7 +102,18 @@ def size_ratio(history: Sequence[Entry], samples: int) -> tuple[float, float] | 
     median = statistics.median(previous)
     if median <= 0:
         return None
-    return history[-1][2] / median, median
+    return history[end][2] / median, median
+
+
+def settled_size_ratio(
+    snap: TargetSnapshot, samples: int, now: float
+) -> tuple[BackupFile, tuple[float, float] | None] | None:
+    """The newest complete backup and its size ratio (None: no complete backup)."""
+    newest = snap.settled_newest(now)
+    if newest is None:
+        return None
+    end = position(snap.history, newest.name) if snap.history else None
+    return newest, size_ratio(snap.history, samples, end) if end is not None else None
 
 
 def retention_violations(

@@ -354,6 +354,47 @@ def demo(directory: str, listen: str | None) -> None:
     _serve(_load(None, (f"demo={directory}",), listen=listen))
 
 
+def _bundled(render: Callable[[], str], config_path: str | None, namespace: str | None) -> None:
+    from exporter.bundle import NotBundled, namespaced
+
+    if namespace is None:
+        namespace = _load(config_path, (), require_targets=False).namespace
+    try:
+        click.echo(namespaced(render(), namespace), nl=False)
+    except NotBundled as exc:
+        _fail(str(exc), 1)
+
+
+namespace_option = click.option(
+    "--namespace",
+    metavar="NAME",
+    help="Metric namespace to render for [default: the configuration's, else backup].",
+)
+
+
+@main.command()
+@config_options
+@namespace_option
+def rules(config_path: str | None, targets: tuple[str, ...], namespace: str | None) -> None:
+    """Print the bundled Prometheus alerting rules for the configured metric namespace.
+
+    With the default namespace this is alerts/prometheus/backup-monitor.rules.yml as shipped.
+    """
+    from exporter.bundle import rules_text
+
+    _bundled(rules_text, config_path, namespace)
+
+
+@main.command()
+@config_options
+@namespace_option
+def dashboard(config_path: str | None, targets: tuple[str, ...], namespace: str | None) -> None:
+    """Print the bundled Grafana dashboard (JSON) for the configured metric namespace."""
+    from exporter.bundle import dashboard_text
+
+    _bundled(dashboard_text, config_path, namespace)
+
+
 def _daemon_url_option(default: str, envvar: str) -> Decorator:
     """--url of the running daemon, for the commands that ask it."""
     return click.option(

@@ -14,10 +14,17 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.analysis import mirror_lag, missing_runs, retention_violations, size_ratio
+from exporter.analysis import (
+    mirror_lag,
+    missing_runs,
+    retention_violations,
+    settled_size_ratio,
+)
 from exporter.index import Clock, TargetSnapshot
-from exporter.stats import WATCH_MODES, DaemonStats
+from exporter.stats import DaemonStats
 from exporter.supervisor import FUTURE_TOLERANCE, Target
+from exporter.verifier import wants_verification
+from exporter.watch import WATCH_MODES
 
 # (snapshot, target, now) -> {check name: passed}
 CheckEvaluator = Callable[[TargetSnapshot, Target, float], dict[str, bool]]
@@ -40,7 +47,23 @@ _TARGET_HELP = {
         "Number of backup files in the target. (Named _count on purpose, for dashboards "
         "built on the original textfile script; not a histogram.)",
     ),
-    "newest_size_bytes": ("gauge", "Size of the newest backup in bytes; 0 when none."),
+    "newest_size_bytes": (
+        "gauge",
+        "Size of the newest complete backup in bytes (one still being written is not "
+        "judged until it settles); 0 when none.",
+    ),
+    "in_progress": (
+        "gauge",
+        "1 while a backup is being written (changed within settle), else 0.",
+    ),
+    "in_progress_seconds": (
+        "gauge",
+        "How long the backup being written has been changing; 0 when none.",
+    ),
+    "max_write_time_seconds": (
+        "gauge",
+        "Configured threshold: a backup still changing after this long is stuck (max_write_time).",
+    ),
     "total_size_bytes": ("gauge", "Total size of all backups in the target, in bytes."),
     "max_age_seconds": (
         "gauge",
@@ -99,8 +122,14 @@ _TARGET_HELP = {
     ),
     "verify_ok": (
         "gauge",
-        "1 if the newest backup's last content check (SQLite integrity, archive CRC, "
-        "checksum) passed, 0 if it failed; absent until the first verification.",
+        "1 if the last content check (SQLite integrity, archive CRC, checksum) passed, "
+        "0 if it failed; it refers to the backup it was computed for (see verify_pending); "
+        "absent until the first verification and while the target is down.",
+    ),
+    "verify_pending": (
+        "gauge",
+        "1 while the newest complete backup has not been verified yet (verify_ok still "
+        "refers to an earlier one), else 0.",
     ),
     "verify_timestamp_seconds": ("gauge", "When the last verification finished."),
     "verify_duration_seconds": ("gauge", "How long the last verification took."),
@@ -152,7 +181,7 @@ class BackupCollector(Collector):
     def __init__(
         self,
         targets: Callable[[], Sequence[Target]],
-        stats: DaemonStats,
+        stats: DaemonStats | None,
         evaluate_checks: CheckEvaluator,
         namespace: str = "backup",
         clock: Clock = time.time,
@@ -167,6 +196,12 @@ class BackupCollector(Collector):
         now = self.clock()
         fams = _Families(self.namespace, _TARGET_HELP)
         health = _Families("backup_monitor", _HEALTH_HELP)
+        modes = Metric(
+            "backup_monitor_watch_mode",
+            "How each local target is watched: 1 for the mode in use (inotify, or polling on "
+            "network and FUSE filesystems and where inotify ran out of watches).",
+            "gauge",
+        )
         for target in self.targets():
             snap = target.index.snapshot()
             self._add_target(fams, target, snap, now)
@@ -176,8 +211,15 @@ class BackupCollector(Collector):
             health.add("last_scan_timestamp_seconds", labels, snap.last_scan)
             health.add("scan_duration_seconds", labels, snap.last_scan_duration)
             health.add("reconcile_corrections", labels, snap.corrections)
+            if not target.config.remote:
+                for mode in WATCH_MODES:
+                    modes.add_sample(
+                        modes.name, {**labels, "mode": mode}, mode == target.watch_mode
+                    )
         yield from fams.filled()
         yield from self._exporter_metrics()
+        if self.stats is not None:  # a one-shot `check --textfile` has no watcher
+            yield modes
         yield from health.filled()
 
     def _add_target(
@@ -186,12 +228,19 @@ class BackupCollector(Collector):
         cfg = target.config
         labels = {"target": target.name, **cfg.labels}
         newest, oldest = snap.newest, snap.oldest
+        complete = snap.settled_newest(now)
+        writing = snap.unsettled(now)
         fams.add("age_seconds", labels, max(0.0, now - newest.mtime) if newest else math.inf)
         fams.add("newest_timestamp_seconds", labels, newest.mtime if newest else 0)
         fams.add("oldest_timestamp_seconds", labels, oldest.mtime if oldest else 0)
         fams.add("count", labels, snap.count)
-        fams.add("newest_size_bytes", labels, newest.size if newest else 0)
+        fams.add("newest_size_bytes", labels, complete.size if complete else 0)
         fams.add("total_size_bytes", labels, snap.total_size)
+        if not cfg.remote:
+            fams.add("in_progress", labels, 1 if writing else 0)
+            started = min((w.first_seen for w in writing), default=now)
+            fams.add("in_progress_seconds", labels, max(0.0, now - started))
+            fams.add("max_write_time_seconds", labels, cfg.max_write_time)
         if cfg.effective_max_age is not None:
             fams.add("max_age_seconds", labels, cfg.effective_max_age)
         fams.add("min_size_bytes", labels, cfg.min_size)
@@ -208,10 +257,12 @@ class BackupCollector(Collector):
         if target.mirror_source is not None:
             lag = mirror_lag(target, now)
             fams.add("mirror_lag_seconds", labels, lag if lag is not None else 0.0)
-        if snap.verification is not None:
+        if snap.verification is not None and snap.up:
             fams.add("verify_ok", labels, int(snap.verification.ok))
             fams.add("verify_timestamp_seconds", labels, snap.verification.finished_at)
             fams.add("verify_duration_seconds", labels, snap.verification.duration)
+        if wants_verification(target):
+            fams.add("verify_pending", labels, int(snap.up and snap.verification_pending(now)))
         for check, ok in self.evaluate_checks(snap, target, now).items():
             fams.add("check_ok", {**labels, "check": check}, 1 if ok else 0)
         fams.add("target_up", labels, 1 if snap.up else 0)
@@ -234,9 +285,9 @@ class BackupCollector(Collector):
                 labels,
                 len(missing_runs(snap.history, target.schedule, window, now)),
             )
-        found = size_ratio(snap.history, cfg.size_history) if snap.history else None
-        if found is not None:
-            fams.add("size_ratio", labels, found[0])
+        found = settled_size_ratio(snap, cfg.size_history, now) if snap.history else None
+        if found is not None and found[1] is not None:
+            fams.add("size_ratio", labels, found[1][0])
         if cfg.retention is not None:
             violations = retention_violations(snap.history, cfg.retention, cfg.retention_grace, now)
             fams.add("retention_violations", labels, violations)
@@ -245,6 +296,8 @@ class BackupCollector(Collector):
         info = Metric("backup_monitor_build", "backup-monitor's version; always 1.", "info")
         info.add_sample("backup_monitor_build_info", {"version": __version__}, 1)
         yield info
+        if self.stats is None:
+            return
         events = Metric(
             "backup_monitor_watch_events",
             "File system events received from the watcher (inotify or polling).",
@@ -252,17 +305,6 @@ class BackupCollector(Collector):
         )
         events.add_sample("backup_monitor_watch_events_total", {}, self.stats.events)
         yield events
-        mode = Metric(
-            "backup_monitor_watch_mode",
-            "How targets are watched: 1 for the mode in use (inotify, or polling as the fallback).",
-            "gauge",
-        )
-        current = self.stats.watch_mode
-        for name in WATCH_MODES:
-            mode.add_sample(
-                "backup_monitor_watch_mode", {"mode": name}, 1 if name == current else 0
-            )
-        yield mode
         verifications = Metric(
             "backup_monitor_verifications",
             "Content checks of newest backups, by result (ok or failed).",

@@ -57,6 +57,8 @@ Fraction = Annotated[
 DEFAULT_EXCLUDES = [
     ".*", "*.tmp", "*.temp", "*.part", "*.partial", "*.lock", "*.swp", "*~",
     "*.sha256", "*.sha256sum", "SHA256SUMS*",
+    # SQLite's own companions of a database being written (rollback journal, WAL):
+    "*-journal", "*-wal", "*-shm",
 ]  # fmt: skip
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
@@ -98,7 +100,12 @@ class TargetConfig(_Strict):
     max_growth: Fraction | None = None
     retention: Duration | None = None
     retention_grace: Duration = 86400.0
+    # A backup is complete once unchanged for ``settle``; one still changing after
+    # ``max_write_time`` is stuck.
     settle: Duration = 30.0
+    # None: the top-level watch_mode (auto: polling on network and FUSE filesystems).
+    watch_mode: Literal["auto", "inotify", "polling"] | None = None
+    max_write_time: Duration = 6 * 3600.0
     # Object storage (s3:// paths) only:
     endpoint_url: str | None = None
     region: str | None = None
@@ -265,6 +272,19 @@ class HeartbeatConfig(_Strict):
         return value
 
 
+def split_urls(text: str) -> list[Any]:
+    """URLs from one string: a YAML/JSON list (``[a, b]``), or separated by white space or
+    newlines. Never by commas: apprise URLs carry them (``mailto://...?to=a@x,b@y``)."""
+    if text.lstrip().startswith("["):
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"not a valid list of URLs: {str(exc).splitlines()[0]}") from None
+        if isinstance(loaded, list):
+            return loaded
+    return text.split()
+
+
 class NotifyConfig(_Strict):
     urls: list[NotifyUrl] = Field(default_factory=list)
     config: str | None = None
@@ -285,7 +305,7 @@ class NotifyConfig(_Strict):
     @classmethod
     def _plain_urls(cls, value: Any) -> Any:
         if isinstance(value, str):
-            value = [u for u in re.split(r"[,\s]+", value) if u]
+            value = split_urls(value)
         if isinstance(value, list):
             return [{"url": v} if isinstance(v, str) else v for v in value]
         return value

@@ -44,9 +44,7 @@ class Daemon:
         self.targets = [Target(t, clock) for t in config.targets]
         self._pollers: dict[str, RemotePoller] = {}
         link_mirrors(self.targets)
-        self.watcher = Watcher(
-            config.watch_mode, config.poll_interval, self.stats, observer_factory
-        )
+        self.watcher = Watcher(config.poll_interval, self.stats, observer_factory)
         self.supervisor = Supervisor(
             self.targets,
             self.watcher,
@@ -54,6 +52,7 @@ class Daemon:
             config.rescan_interval,
             config.retry_interval,
             clock,
+            config.watch_mode,
         )
         self.registry = CollectorRegistry()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
@@ -148,7 +147,7 @@ class Daemon:
             snap = target.index.snapshot()
             state = f"{snap.count} backups" if snap.up else f"down ({snap.error})"
             log.info("target %s: %s: %s", target.name, target.config.path, state)
-        log.info("watching in %s mode; serving metrics on %s", self.stats.watch_mode, self.url)
+        log.info("serving metrics on %s", self.url)
 
     def reload(self, config: Config) -> None:
         """Apply a new configuration without a restart (SIGHUP).
@@ -158,7 +157,7 @@ class Daemon:
         need a restart (listen address, metrics path, watch mode) are reported.
         """
         build_channels(config.notify)  # a bad notification URL rejects the whole reload
-        restart_keys = ("listen", "metrics_path", "watch_mode", "poll_interval", "verify_workers")
+        restart_keys = ("listen", "metrics_path", "poll_interval", "verify_workers")
         for key in (*restart_keys, "web_config_file"):
             if getattr(config, key) != getattr(self.config, key):
                 log.warning("reload: %s changed; it takes effect at the next restart", key)
@@ -174,7 +173,11 @@ class Daemon:
             targets.append(target)
         for name, target in old.items():
             if target not in targets:
-                self.watcher.unwatch(name)
+                self.supervisor.unwatch(name)
+        if config.watch_mode != self.supervisor.watch_mode:
+            self.supervisor.watch_mode = config.watch_mode
+            for target in targets:
+                self.supervisor.request_rescan(target.name, rewatch=True)
         added = [t for t in targets if t.name not in old or old[t.name] is not t]
         removed = [n for n in old if n not in {t.name for t in targets}]
         for target in added:
@@ -190,7 +193,7 @@ class Daemon:
         self.alerting = Alerting(config, lambda: self.targets, self._scanning_health, self.clock)
         self.alerting.start()
         self.config = config.model_copy(
-            update={k: getattr(self.config, k) for k in ("listen", "metrics_path", "watch_mode")}
+            update={k: getattr(self.config, k) for k in ("listen", "metrics_path")}
         )
         log.info(
             "configuration reloaded: %d targets (%d new or changed, %d removed)",

@@ -14,16 +14,20 @@ NAME_FORMAT = "backup-%Y-%m-%d-%H-%M-%S.db"
 def make_demo_backups(directory: Path, count: int = 5, now: float | None = None) -> list[Path]:
     """Nightly backups for the last ``count`` days plus one from a minute ago.
 
-    Existing files are kept, so re-running ``make run`` only refreshes the newest one.
+    A directory that already holds demo backups is kept as it is, but for its newest
+    backup, made a minute old again: re-running ``make run`` adds no files.
     """
     now = time.time() if now is None else now
     directory.mkdir(parents=True, exist_ok=True)
+    existing = sorted(directory.glob("backup-*.db"), key=lambda p: p.stat().st_mtime)
+    if existing:
+        os.utime(existing[-1], (now - 60, now - 60))
+        return existing
     stamps = [now - 60] + [now - day * 86400 for day in range(1, count)]
     paths = []
     for stamp in stamps:
         path = directory / time.strftime(NAME_FORMAT, time.localtime(stamp))
-        if not path.exists():
-            _write_database(path)
+        _write_database(path)
         os.utime(path, (stamp, stamp))
         paths.append(path)
     return paths

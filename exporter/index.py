@@ -54,6 +54,15 @@ class BackupFile:
 
 
 @dataclass(frozen=True, slots=True)
+class Writing:
+    """A backup seen changing lately: still being written until ``settle`` passes quietly."""
+
+    name: str
+    first_seen: float  # when the daemon first saw it changing
+    last_change: float  # its mtime, or when the daemon saw its size change, if later
+
+
+@dataclass(frozen=True, slots=True)
 class Verification:
     """The latest content check of a target's newest backup."""
 
@@ -63,6 +72,8 @@ class Verification:
     method: str
     finished_at: float
     duration: float
+    size: int = 0  # of the backup as it was verified
+    stamp: float = 0.0  # its timestamp then
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +89,6 @@ class TargetSnapshot:
     total_size: int
     newest: BackupFile | None
     oldest: BackupFile | None
-    newest_changed_at: float  # when the newest entry last changed (for "settled")
     unparsed: int  # files whose names did not give a timestamp
     history: tuple[Entry, ...]  # every backup, oldest first (only where a check needs it)
     verification: Verification | None
@@ -89,22 +99,63 @@ class TargetSnapshot:
     scan_errors: int
     corrections: int
     version: int
+    settle: float = 0.0
+    writing: tuple[Writing, ...] = ()  # backups that changed within ``settle`` of the build
+    tail: tuple[Entry, ...] = ()  # the newest len(writing) + 1 entries, oldest first
+
+    def unsettled(self, now: float) -> list[Writing]:
+        """The backups still being written at ``now`` (changed less than ``settle`` ago)."""
+        return [w for w in self.writing if now < w.last_change + self.settle]
+
+    def settled_newest(self, now: float) -> BackupFile | None:
+        """The newest backup that is complete: the one size and content checks judge."""
+        busy = {w.name for w in self.unsettled(now)}
+        if not busy:
+            return self.newest
+        for ts, name, size in reversed(self.tail):
+            if name not in busy:
+                return BackupFile(name, size, ts)
+        return None
+
+    def verification_pending(self, now: float) -> bool:
+        """Whether the newest complete backup has not been verified (as it is now)."""
+        newest, done = self.settled_newest(now), self.verification
+        if newest is None:
+            return False
+        return done is None or (done.name, done.size, done.stamp) != (
+            newest.name,
+            newest.size,
+            newest.mtime,
+        )
+
+    def settles_at(self, now: float) -> float | None:
+        """When the next backup still being written counts as complete, if it stays quiet."""
+        return min((w.last_change + self.settle for w in self.unsettled(now)), default=None)
 
 
 class TargetIndex:
     def __init__(
-        self, name: str, path: str, keep_history: bool = False, clock: Clock = time.time
+        self,
+        name: str,
+        path: str,
+        keep_history: bool = False,
+        clock: Clock = time.time,
+        settle: float = 0.0,
     ) -> None:
         self.name = name
         self.path = path
         self.keep_history = keep_history
         self.clock = clock
+        self.settle = settle
         self._lock = threading.Lock()
         self._files: FileMap = {}
         self._order: list[Entry] = []
         self._unparsed: set[str] = set()
         self._total = 0
-        self._newest_changed_at = 0.0
+        self._writing: dict[str, tuple[float, float]] = {}  # name -> (first seen, last change)
+        # Hard-linked backups (st_nlink > 1): one name per inode counts, the first in sort order.
+        self._inodes: dict[int, str] = {}
+        self._ino_of: dict[str, int] = {}
         self._up = False
         self._error = "not scanned yet"
         self._scanned = False
@@ -146,8 +197,6 @@ class TargetIndex:
         self._total += size
         if not bulk:
             bisect.insort(self._order, (ts, name, size))
-            if self._order[-1][1] == name:
-                self._newest_changed_at = self.clock()
         return True
 
     def _pop(self, name: str, bulk: bool = False) -> bool:
@@ -157,13 +206,46 @@ class TargetIndex:
         self._total -= old[0]
         if not bulk:
             del self._order[bisect.bisect_left(self._order, (old[1], name, old[0]))]
+        self._writing.pop(name, None)
+        self._forget_inode(name)
         return True
+
+    def _forget_inode(self, name: str) -> None:
+        ino = self._ino_of.pop(name, None)
+        if ino is not None and self._inodes.get(ino) == name:
+            del self._inodes[ino]
 
     def _resort(self) -> None:
         self._order = sort_entries([(ts, name, size) for name, (size, ts) in self._files.items()])
-        # Seen whole by a scan, the newest file last changed at its own timestamp, as far
-        # as anyone knows (events after this give the exact moment).
-        self._newest_changed_at = self._order[-1][0] if self._order else 0.0
+
+    def _saw_change(self, name: str, old_size: int | None, size: int, mtime: float) -> None:
+        """Record when a backup last changed: its mtime, or now if its size moved."""
+        now = self.clock()
+        last = now if old_size is not None and old_size != size else mtime
+        if last + self.settle > now:
+            first = self._writing.get(name, (now, 0.0))[0]
+            self._writing[name] = (first, max(last, self._writing.get(name, (0.0, 0.0))[1]))
+        else:
+            self._writing.pop(name, None)
+
+    def _alias(self, name: str, ino: int) -> bool:
+        """Whether ``name`` is another link to a backup counted under an earlier name.
+
+        A hard link is not another backup: one name per inode counts, the first in sort
+        order, whichever arrived first (so events and scans agree).
+        """
+        if not ino:
+            self._forget_inode(name)
+            return False
+        holder = self._inodes.get(ino)
+        if holder is not None and holder != name and holder in self._files:
+            if holder < name:
+                return True
+            self._pop(holder)
+        self._forget_inode(name)
+        self._inodes[ino] = name
+        self._ino_of[name] = ino
+        return False
 
     # --- incremental updates from events -------------------------------------------------
 
@@ -177,10 +259,19 @@ class TargetIndex:
         if changed:
             self._notify()
 
-    def upsert(self, name: str, size: int, ts: float) -> None:
+    def upsert(
+        self, name: str, size: int, ts: float, mtime: float | None = None, ino: int = 0
+    ) -> None:
+        """A backup seen by an event or a poll; ``mtime`` defaults to ``ts``, ``ino`` is
+        its inode when it is hard-linked."""
+
         def edit() -> bool:
             was_unparsed = name in self._unparsed
             self._unparsed.discard(name)
+            if self._alias(name, ino):
+                return self._pop(name) or was_unparsed
+            old = self._files.get(name)
+            self._saw_change(name, old[0] if old else None, size, ts if mtime is None else mtime)
             return self._put(name, size, ts) or was_unparsed
 
         self._edit([name], edit)
@@ -221,11 +312,19 @@ class TargetIndex:
             self._touched = set()
 
     def apply_scan(
-        self, files: FileMap, unparsed: set[str], finished_at: float, duration: float
+        self,
+        files: FileMap,
+        unparsed: set[str],
+        finished_at: float,
+        duration: float,
+        recent: dict[str, float] | None = None,
+        inodes: dict[str, int] | None = None,
     ) -> int:
         """Make the index equal to a scan (but for names events touched meanwhile).
 
-        Returns how many entries the scan corrected.
+        ``recent`` gives the mtimes of backups modified within ``settle`` (None: the
+        timestamps are the mtimes, so the index finds them itself); ``inodes`` the inode
+        of each hard-linked backup the scan kept. Returns how many entries it corrected.
         """
         with self._lock:
             touched = self._touched or set()
@@ -250,6 +349,7 @@ class TargetIndex:
                 if bulk:
                     self._resort()
                 corrections = len(stale) + len(fresh)
+            self._scan_marks(files, touched, finished_at, recent, inodes or {})
             new_unparsed = (self._unparsed & touched) | (unparsed - touched)
             corrections += len(new_unparsed ^ self._unparsed)
             self._unparsed = new_unparsed
@@ -267,6 +367,27 @@ class TargetIndex:
         if changed:
             self._notify()
         return corrections
+
+    def _scan_marks(
+        self,
+        files: FileMap,
+        touched: set[str],
+        finished_at: float,
+        recent: dict[str, float] | None,
+        inodes: dict[str, int],
+    ) -> None:
+        """Writing and inode records after a scan (lock held): events' records stand."""
+        if recent is None:
+            cut = bisect.bisect_right(self._order, (finished_at - self.settle, "\U0010ffff"))
+            recent = {name: ts for ts, name, _size in self._order[cut:]}
+        self._writing = {n: w for n, w in self._writing.items() if n in touched and n in files}
+        for name, mtime in recent.items():
+            if name not in touched and mtime + self.settle > finished_at:
+                self._writing[name] = (finished_at, mtime)
+        kept = {n: i for n, i in self._ino_of.items() if n in touched and n in self._files}
+        kept.update((n, i) for n, i in inodes.items() if n not in touched)
+        self._ino_of = kept
+        self._inodes = {i: n for n, i in kept.items()}
 
     def mark_unreachable(self, error: str, finished_at: float) -> None:
         """A remote target could not be listed: down, but its last values stay, stale."""
@@ -287,6 +408,9 @@ class TargetIndex:
             self._files.clear()
             self._order.clear()
             self._unparsed.clear()
+            self._writing.clear()
+            self._inodes.clear()
+            self._ino_of.clear()
             self._total = 0
             changed = self._scan_failed(error, finished_at)
         if changed:
@@ -316,6 +440,16 @@ class TargetIndex:
         with self._lock:
             return dict(self._files)
 
+    def names(self) -> set[str]:
+        """Every name the index knows, backups and unparsed files (O(n), for polling)."""
+        with self._lock:
+            return set(self._files) | self._unparsed
+
+    def changing(self, newest: int = 2) -> set[str]:
+        """The names a poll re-stats: backups being written and the newest ones."""
+        with self._lock:
+            return set(self._writing) | {entry[1] for entry in self._order[-newest:]}
+
     def count_after(self, ts: float) -> int:
         """How many backups are dated after ``ts`` (future-dated files); O(log n)."""
         with self._lock:
@@ -327,8 +461,20 @@ class TargetIndex:
                 self._snapshot = self._build_snapshot()
             return self._snapshot
 
+    def knows_inode(self, ino: int) -> bool:
+        with self._lock:
+            return ino in self._inodes
+
+    def has_links(self, name: str) -> bool:
+        """Whether a backup was hard-linked (its other names may need counting when it goes)."""
+        with self._lock:
+            return name in self._ino_of
+
     def _build_snapshot(self) -> TargetSnapshot:
         order = self._order
+        now = self.clock()
+        self._writing = {n: w for n, w in self._writing.items() if w[1] + self.settle > now}
+        writing = tuple(Writing(n, first, last) for n, (first, last) in self._writing.items())
         return TargetSnapshot(
             name=self.name,
             path=self.path,
@@ -339,7 +485,6 @@ class TargetIndex:
             total_size=self._total,
             newest=BackupFile(order[-1][1], order[-1][2], order[-1][0]) if order else None,
             oldest=BackupFile(order[0][1], order[0][2], order[0][0]) if order else None,
-            newest_changed_at=self._newest_changed_at,
             unparsed=len(self._unparsed),
             history=tuple(order) if self.keep_history else (),
             verification=self._verification,
@@ -350,4 +495,7 @@ class TargetIndex:
             scan_errors=self._scan_errors,
             corrections=self._corrections,
             version=self._version,
+            settle=self.settle,
+            writing=writing,
+            tail=tuple(order[-(len(writing) + 1) :]) if writing else (),
         )

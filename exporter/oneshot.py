@@ -17,7 +17,6 @@ from exporter.collector import BackupCollector
 from exporter.config import Config
 from exporter.index import Clock, TargetSnapshot
 from exporter.remote import RemotePoller
-from exporter.stats import DaemonStats
 from exporter.status import newest_document
 from exporter.supervisor import Target, link_mirrors, scan_into_index
 from exporter.verifier import verify_newest
@@ -37,7 +36,7 @@ def run_checks(
     clock: Clock = time.time,
     progress: Callable[[list[Target]], Iterable[Target]] = iter,
 ) -> tuple[list[TargetReport], float]:
-    """Scan every target once and verify its newest backup if it has settled.
+    """Scan every target once and verify its newest complete (settled) backup.
 
     ``progress`` wraps the list of targets (the CLI passes a progress bar).
     """
@@ -49,34 +48,19 @@ def run_checks(
             RemotePoller(target, clock).poll()
         else:
             scan_into_index(target, clock)
-        newest = target.index.snapshot().newest
-        if newest is not None and _settled(target, clock()):
-            verification = verify_newest(target, clock)
-            if verification is not None:
-                target.index.set_verification(verification)
+        verification = verify_newest(target, clock)
+        if verification is not None:
+            target.index.set_verification(verification)
         snap = target.index.snapshot()
         reports.append(TargetReport(target, snap, evaluate(snap, target, clock())))
     return reports, clock()
-
-
-def _settled(target: Target, now: float) -> bool:
-    if target.config.remote:
-        return True  # a listed object is complete
-    newest = target.index.snapshot().newest
-    try:
-        mtime = os.stat(os.path.join(target.config.path, newest.name)).st_mtime if newest else now
-    except OSError:
-        return False
-    return now - mtime >= target.config.settle
 
 
 def write_textfile(path: str, reports: list[TargetReport], config: Config, clock: Clock) -> None:
     """The same metrics as /metrics, for node_exporter's textfile collector (write + rename)."""
     registry = CollectorRegistry()
     targets = [r.target for r in reports]
-    registry.register(
-        BackupCollector(lambda: targets, DaemonStats(), check_states, config.namespace, clock)
-    )
+    registry.register(BackupCollector(lambda: targets, None, check_states, config.namespace, clock))
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".backup-monitor-", suffix=".prom.tmp", dir=directory)
     try:

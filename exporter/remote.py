@@ -130,9 +130,10 @@ class RemotePoller:
                     "target %s is down: %s: %s (keeping its last values)", cfg.name, cfg.path, exc
                 )
             return
-        files, unparsed = self.target.split(raw)
         finished = self.clock()
-        index.apply_scan(files, unparsed, finished, max(0.0, finished - started))
+        files, unparsed, _recent = self.target.split(raw, finished)
+        # A listed object is complete: none is being written (the index's settle is 0).
+        index.apply_scan(files, unparsed, finished, max(0.0, finished - started), {})
         if was.scanned and not was.up:
             log.info("target %s is reachable again: %d backups", cfg.name, len(files))
 

@@ -27,7 +27,9 @@ from exporter.index import FileMap
 
 log = logging.getLogger(__name__)
 
-Records = Iterable[tuple[int, int, float]]
+Records = Iterable[stathelper.Record]
+# name -> link value (stathelper.SYMLINK, or the inode of a hard-linked file)
+Links = dict[str, int]
 
 # Below this many names a helper costs more (about 20 ms to start) than it saves.
 MIN_SHARED = 5_000
@@ -39,8 +41,14 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 PIPE_SIZE = 1 << 20
 
 
-def merge(files: FileMap, names: list[str], records: Records, offset: int = 0) -> None:
-    files.update((names[offset + i], (size, mtime)) for i, size, mtime in records)
+def merge(
+    files: FileMap, links: Links, names: list[str], records: Records, offset: int = 0
+) -> None:
+    for i, size, mtime, link in records:
+        name = names[offset + i]
+        files[name] = (size, mtime)
+        if link:
+            links[name] = link
 
 
 def _big_directory(dir_fd: int) -> bool:
@@ -106,12 +114,12 @@ class Helper:
         """No more names will come."""
         self._closing = True
 
-    def pump(self, files: FileMap) -> None:
+    def pump(self, files: FileMap, links: Links) -> None:
         """Send the names not sent yet and take the results there are, without waiting."""
         if self._process is None:
             return
         self._send()
-        self._receive(files)
+        self._receive(files, links)
 
     def _send(self) -> None:
         if self._stdin.closed:
@@ -131,7 +139,7 @@ class Helper:
         if self._closing:
             self._stdin.close()
 
-    def _receive(self, files: FileMap) -> None:
+    def _receive(self, files: FileMap, links: Links) -> None:
         while True:
             try:
                 data = os.read(self._stdout.fileno(), PIPE_SIZE)
@@ -144,7 +152,7 @@ class Helper:
                 break
             self._incoming += data
         for done, records in stathelper.decode_blocks(self._incoming):
-            merge(files, self.names, records)
+            merge(files, links, self.names, records)
             self.done = done
 
     def stop(self) -> None:
@@ -172,6 +180,7 @@ class StatMany:
         self.dir_fd = dir_fd
         self.names: list[str] = []
         self.files: FileMap = {}
+        self.links: Links = {}
         self._shared = _cpus() > 1 if shared is None else shared
         self._threshold = MIN_SHARED if shared is None else 0
         self._helper: Helper | None = None
@@ -186,22 +195,23 @@ class StatMany:
             self._helper = Helper(self.dir_fd, self.names)
         # Pumping once per chunk of new names keeps the helper busy at a fraction of the cost.
         if self._helper is not None and len(self.names) - self._pumped >= stathelper.CHUNK:
-            self._helper.pump(self.files)
+            self._helper.pump(self.files, self.links)
             self._pumped = len(self.names)
 
     def finish(self) -> FileMap:
-        """{name: (size, mtime)} of the regular files among the names."""
-        helper, names, files = self._helper, self.names, self.files
+        """{name: (size, mtime)} of the regular files among the names (links in ``links``)."""
+        helper, names, files, links = self._helper, self.names, self.files, self.links
         if helper is not None:
             helper.end_input()
         end = len(names)
         try:
             while end > (met := helper.done if helper else 0):
                 start = max(end - stathelper.CHUNK, met)
-                merge(files, names, stathelper.stat_regular(self.dir_fd, names[start:end]), start)
+                records = stathelper.stat_regular(self.dir_fd, names[start:end])
+                merge(files, links, names, records, start)
                 end = start
                 if helper is not None:
-                    helper.pump(files)
+                    helper.pump(files, links)
         finally:
             if helper is not None:
                 helper.stop()

@@ -1,9 +1,14 @@
 """Keeps every index right: initial scans, reconciliation rescans, down targets, watcher health.
 
 One thread. It wakes for whichever comes first: a rescan request (queue
-overflow, a root deleted, a directory moved in), the retry tick for targets
-that are down or unwatched (every ``retry_interval``), or the periodic
-reconciliation (every ``rescan_interval``).
+overflow, a root deleted, a directory moved in), the retry tick (every
+``retry_interval``) for targets that are down, unwatched or whose root is no
+longer the directory that is watched, or the periodic reconciliation (every
+``rescan_interval``).
+
+A root is known by its device and inode, not its path: a directory renamed away
+and re-created, or a filesystem mounted over it or unmounted from it, keeps the
+path but not the identity, and inotify says nothing of either.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from datetime import datetime, tzinfo
 from exporter.config import TargetConfig
 from exporter.index import Clock, FileMap, TargetIndex
 from exporter.matcher import Matcher
-from exporter.scan import TargetUnavailable, scan_target
+from exporter.scan import TargetUnavailable, scan_listing
 from exporter.schedule import Schedule, resolve_zone
 from exporter.stats import DaemonStats
 from exporter.timestamps import Stamper, make_stamper
@@ -44,10 +49,13 @@ class Target:
     zone: tzinfo = field(init=False)
     future_seen: int = field(init=False, default=0)  # logged once, not at every rescan
     mirror_source: Target | None = field(init=False, default=None)  # for mirror_of
+    watch_mode: str | None = field(init=False, default=None)  # inotify, polling; None: unwatched
 
     def __post_init__(self) -> None:
         cfg = self.config
-        self.index = TargetIndex(cfg.name, cfg.path, cfg.needs_history, self.clock)
+        # A listed object is complete: only local files are ever seen half-written.
+        settle = 0.0 if cfg.remote else cfg.settle
+        self.index = TargetIndex(cfg.name, cfg.path, cfg.needs_history, self.clock, settle)
         self.matcher = Matcher(cfg.patterns, cfg.exclude)
         self.stamp = make_stamper(cfg.timestamp, cfg.name_format, cfg.timezone)
         self.zone = resolve_zone(cfg.timezone)
@@ -57,23 +65,37 @@ class Target:
         """A moment as the people who set the target's schedule write it."""
         return datetime.fromtimestamp(ts, self.zone).strftime("%Y-%m-%d %H:%M %Z")
 
-    def split(self, raw: FileMap) -> tuple[FileMap, set[str]]:
-        """Scanned (size, mtime) -> (size, timestamp), and the names that give none."""
+    def split(self, raw: FileMap, now: float) -> tuple[FileMap, set[str], dict[str, float] | None]:
+        """Scanned (size, mtime) -> (size, timestamp), the names that give none, and the
+        mtimes of those modified within ``settle`` (None when timestamps are mtimes)."""
         if self.config.timestamp == "mtime":
-            return raw, set()
+            return raw, set(), None
         files: FileMap = {}
         unparsed: set[str] = set()
+        recent: dict[str, float] = {}
+        cutoff = now - self.index.settle
         for name, (size, mtime) in raw.items():
             ts = self.stamp(name, mtime)
             if ts is None:
                 unparsed.add(name)
             else:
                 files[name] = (size, ts)
-        return files, unparsed
+                if mtime > cutoff:
+                    recent[name] = mtime
+        return files, unparsed, recent
 
     @property
     def name(self) -> str:
         return self.config.name
+
+
+def root_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of a directory, or None when it cannot be reached."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
 
 
 def link_mirrors(targets: Iterable[Target]) -> None:
@@ -91,16 +113,18 @@ def scan_into_index(target: Target, clock: Clock) -> None:
     started = clock()
     was = target.index.snapshot()
     try:
-        files = scan_target(root, target.matcher, target.config.recursive)
+        listing = scan_listing(root, target.matcher, target.config.recursive)
     except TargetUnavailable as exc:
         target.index.mark_down(str(exc), clock())
         if was.up or not was.scanned or was.error != str(exc):
             log.warning("target %s is down: %s: %s", target.name, target.config.path, exc)
         return
     finished = clock()
-    files, unparsed = target.split(files)
+    files, unparsed, recent = target.split(listing.files, finished)
     known = target.index.snapshot().unparsed
-    corrections = target.index.apply_scan(files, unparsed, finished, max(0.0, finished - started))
+    corrections = target.index.apply_scan(
+        files, unparsed, finished, max(0.0, finished - started), recent, listing.inodes
+    )
     if len(unparsed) > known:
         log.warning(
             "target %s: %d file names do not match name_format %r (e.g. %s); counted apart",
@@ -131,9 +155,12 @@ class Supervisor:
         rescan_interval: float,
         retry_interval: float,
         clock: Clock = time.time,
+        watch_mode: str = "auto",
     ) -> None:
         self.targets = {t.name: t for t in targets}
         self.watcher = watcher
+        self.watch_mode = watch_mode  # for targets without a watch_mode of their own
+        self._identity: dict[str, tuple[int, int] | None] = {}
         self.stats = stats
         self.rescan_interval = rescan_interval
         self.retry_interval = retry_interval
@@ -186,13 +213,26 @@ class Supervisor:
 
     def _ensure_watch(self, target: Target) -> None:
         root = os.path.realpath(target.config.path)
-        if self.watcher.watched_root(target.name) == root:
+        identity = root_identity(root)
+        if (
+            self.watcher.watched_root(target.name) == root
+            and identity is not None
+            and self._identity.get(target.name) == identity
+        ):
             return
+        requested = target.config.watch_mode or self.watch_mode
         try:
-            self.watcher.watch(self._handler(target, root))
+            target.watch_mode = self.watcher.watch(self._handler(target, root), requested)
+            self._identity[target.name] = identity
         except OSError as exc:
-            self.watcher.unwatch(target.name)
+            self.unwatch(target.name)
             log.debug("cannot watch %s yet: %s", target.config.path, exc)
+
+    def unwatch(self, name: str) -> None:
+        self.watcher.unwatch(name)
+        self._identity.pop(name, None)
+        if name in self.targets:
+            self.targets[name].watch_mode = None
 
     def scan(self, target: Target) -> None:
         if target.config.remote:
@@ -201,7 +241,7 @@ class Supervisor:
         self._ensure_watch(target)
         scan_into_index(target, self.clock)
         if not target.index.snapshot().up:
-            self.watcher.unwatch(target.name)
+            self.unwatch(target.name)
 
     def scan_all(self) -> None:
         for target in self.targets.values():
@@ -213,7 +253,18 @@ class Supervisor:
         if not target.index.snapshot().up:
             return True
         # Re-pointed symlink, or a watch lost with its root: rescan and re-watch.
-        return self.watcher.watched_root(target.name) != os.path.realpath(target.config.path)
+        root = os.path.realpath(target.config.path)
+        if self.watcher.watched_root(target.name) != root:
+            return True
+        if root_identity(root) != self._identity.get(target.name):
+            log.warning(
+                "target %s: %s is no longer the directory watched (moved, re-created, "
+                "mounted over or unmounted); rescanning",
+                target.name,
+                target.config.path,
+            )
+            return True
+        return False
 
     def tick(self) -> None:
         """One round of the loop's work (public so tests can drive it without waiting)."""
@@ -223,7 +274,7 @@ class Supervisor:
             requested, self._requested = self._requested, set()
             rewatch, self._rewatch = self._rewatch, set()
         for name in rewatch:
-            self.watcher.unwatch(name)
+            self.unwatch(name)
         now = time.monotonic()
         if now >= self._next_rescan:
             self._next_rescan = now + self.rescan_interval

@@ -73,7 +73,7 @@ def _verify_remote(target: Target, name: str, size: int) -> VerifyResult | None:
 
 def verify_newest(target: Target, clock: Clock) -> Verification | None:
     """Verify a target's newest backup now (for `check` and the pool's workers)."""
-    newest = target.index.snapshot().newest
+    newest = target.index.snapshot().settled_newest(clock())
     if newest is None or not wants_verification(target):
         return None
     if target.config.remote:
@@ -84,7 +84,14 @@ def verify_newest(target: Target, clock: Clock) -> Verification | None:
     if result is None:
         return None
     return Verification(
-        newest.name, result.ok, result.reason, result.method, clock(), result.duration
+        newest.name,
+        result.ok,
+        result.reason,
+        result.method,
+        clock(),
+        result.duration,
+        newest.size,
+        newest.mtime,
     )
 
 
@@ -143,7 +150,7 @@ class Verifier:
         for target in self.targets():
             if not wants_verification(target):
                 continue
-            newest = target.index.snapshot().newest
+            newest = target.index.snapshot().settled_newest(now)
             if newest is None:
                 continue
             with self._lock:

@@ -30,11 +30,13 @@ from watchdog.events import (
 )
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
-from watchdog.observers.polling import PollingObserver
 
 from exporter.index import TargetIndex
 from exporter.matcher import Matcher
-from exporter.scan import stat_backup
+from exporter.mounts import choose_mode
+from exporter.polling import DirectoryPoller
+from exporter.scan import is_symlink_alias, stat_backup
+from exporter.stathelper import SYMLINK
 from exporter.stats import DaemonStats
 from exporter.timestamps import Stamper
 
@@ -45,15 +47,14 @@ class RescanRequest(Protocol):
     def __call__(self, name: str, *, rewatch: bool = False) -> None: ...
 
 
-ObserverFactory = Callable[[str, float], BaseObserver]
+ObserverFactory = Callable[[], BaseObserver]
 
 # Errors that mean "inotify cannot be used here", as opposed to "this directory is gone".
 INOTIFY_LIMIT_ERRNOS = {errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOSYS, errno.EINVAL}
+WATCH_MODES = ("inotify", "polling")
 
 
-def default_observer_factory(mode: str, poll_interval: float) -> BaseObserver:
-    if mode == "polling":
-        return PollingObserver(timeout=poll_interval)
+def default_observer_factory() -> BaseObserver:
     return InotifyObserver()
 
 
@@ -104,12 +105,12 @@ class TargetEventHandler(FileSystemEventHandler):
             self._apply_dir(event, src)
             return
         if event.event_type == "moved":
-            self._forget(src)
-            self._refresh(_text(event.dest_path))
+            self.forget(src)
+            self.refresh(_text(event.dest_path))
         elif event.event_type == "deleted":
-            self._forget(src)
+            self.forget(src)
         elif event.event_type in ("created", "modified", "closed", "attrib"):
-            self._refresh(src)
+            self.refresh(src)
 
     def _apply_dir(self, event: FileSystemEvent, src: str) -> None:
         if os.path.realpath(src) == self.root or src == self.root:
@@ -128,22 +129,34 @@ class TargetEventHandler(FileSystemEventHandler):
             # A directory moved or created here may already hold backups.
             self.request_rescan(self.index.name)
 
-    def _forget(self, path: str) -> None:
+    def forget(self, path: str) -> None:
         rel = self._relative(path)
-        if rel is not None:
-            self.index.remove(rel)
+        if rel is None:
+            return
+        if self.index.has_links(rel):
+            # Another name of the same file may count now: only a scan can tell which.
+            self.request_rescan(self.index.name)
+        self.index.remove(rel)
 
-    def _refresh(self, path: str) -> None:
+    def refresh(self, path: str) -> None:
         rel = self._relative(path)
         if rel is None or not self.matcher.wants_file(rel):
             return
         info = stat_backup(path)
-        if info is None:
+        if info is None or (
+            info[2] == SYMLINK and is_symlink_alias(self.root, rel, self.matcher, self.recursive)
+        ):
             self.index.remove(rel)
             return
-        ts = self.stamp(rel, info[1])
+        size, mtime, link = info
+        if link > 0 and not self.index.knows_inode(link):
+            # A new hard link: its other names were counted without their inode, so only
+            # a scan can tell which name counts.
+            self.request_rescan(self.index.name)
+            return
+        ts = self.stamp(rel, mtime)
         if ts is not None:
-            self.index.upsert(rel, info[0], ts)
+            self.index.upsert(rel, size, ts, mtime, max(link, 0))
         elif self.index.mark_unparsed(rel):
             log.warning(
                 "target %s: %r does not match name_format; counted apart", self.index.name, rel
@@ -163,85 +176,83 @@ class OverflowListener(logging.Handler):
 
 
 class Watcher:
-    """Owns the observer: schedules one watch per target, falls back to polling, restarts."""
+    """Watches each target in its own mode: inotify (one observer) or polling (one poller).
+
+    ``auto`` polls targets on filesystems where inotify misses other writers (network,
+    FUSE) and falls back to polling, per target, when inotify runs out of watches.
+    """
 
     def __init__(
         self,
-        mode: str,
         poll_interval: float,
         stats: DaemonStats,
         factory: ObserverFactory = default_observer_factory,
     ) -> None:
-        self.requested_mode = mode
-        self.mode = "polling" if mode == "polling" else "inotify"
-        self.poll_interval = poll_interval
         self.stats = stats
         self.factory = factory
+        self.poller = DirectoryPoller(poll_interval)
         self._lock = threading.RLock()
         self._handlers: dict[str, TargetEventHandler] = {}
         self._watches: dict[str, ObservedWatch] = {}
+        self._modes: dict[str, tuple[str, str]] = {}  # target -> (mode, why), as last logged
         self._observer = self._new_observer()
-        self.stats.set_watch_mode(self.mode)
 
     def _new_observer(self) -> BaseObserver:
-        observer = self.factory(self.mode, self.poll_interval)
+        observer = self.factory()
         observer.daemon = True
         observer.start()
         return observer
 
+    def mode(self, name: str) -> str | None:
+        """How a target is watched now (inotify or polling), or None when it is not."""
+        with self._lock:
+            return self._modes[name][0] if name in self._handlers else None
+
     def watched_root(self, name: str) -> str | None:
         """The real path a target is watched at, or None when it is not watched."""
         with self._lock:
-            handler = self._handlers.get(name) if name in self._watches else None
+            handler = self._handlers.get(name)
             return handler.root if handler else None
 
-    def watch(self, handler: TargetEventHandler) -> None:
-        """Schedule (or re-schedule) a target's watch; raises OSError if its root is unusable."""
+    def watch(self, handler: TargetEventHandler, requested: str) -> str:
+        """(Re-)watch a target in the mode ``requested`` (auto, inotify or polling) leads to.
+
+        Returns the mode in use; raises OSError if the root is unusable.
+        """
+        name = handler.index.name
         with self._lock:
-            self.unwatch(handler.index.name)
-            try:
-                watch = self._observer.schedule(handler, handler.root, recursive=handler.recursive)
-            except OSError as exc:
-                if exc.errno not in INOTIFY_LIMIT_ERRNOS or self.mode == "polling":
-                    raise
-                if self.requested_mode == "inotify":
-                    log.error("inotify unusable (%s) and watch_mode is inotify", exc.strerror)
-                    raise
-                self._fall_back(exc)
-                watch = self._observer.schedule(handler, handler.root, recursive=handler.recursive)
-            self._handlers[handler.index.name] = handler
-            self._watches[handler.index.name] = watch
+            self.unwatch(name)
+            mode, why = choose_mode(requested, handler.root)
+            if mode == "inotify":
+                try:
+                    self._watches[name] = self._observer.schedule(
+                        handler, handler.root, recursive=handler.recursive
+                    )
+                except OSError as exc:
+                    if exc.errno not in INOTIFY_LIMIT_ERRNOS or requested == "inotify":
+                        if requested == "inotify":
+                            log.error("inotify unusable (%s) and watch_mode is inotify", exc)
+                        raise
+                    mode = "polling"
+                    why = f"inotify cannot be used ({exc.strerror or exc}); falling back to polling"
+            if mode == "polling":
+                self.poller.watch(handler)
+            self._handlers[name] = handler
+            if self._modes.get(name) != (mode, why):
+                level = logging.WARNING if "falling back" in why else logging.INFO
+                log.log(level, "target %s: watched by %s (%s)", name, mode, why)
+            self._modes[name] = (mode, why)
+            return mode
 
     def unwatch(self, name: str) -> None:
         with self._lock:
             watch = self._watches.pop(name, None)
             self._handlers.pop(name, None)
+            self.poller.unwatch(name)
             if watch is not None:
                 # Its emitter may have stopped already (root deleted): nothing to undo then.
                 with contextlib.suppress(KeyError, OSError):
                     self._observer.unschedule(watch)
-
-    def _fall_back(self, exc: OSError) -> None:
-        log.warning(
-            "inotify cannot be used (%s); falling back to polling every %ss",
-            exc.strerror or exc,
-            self.poll_interval,
-        )
-        self._replace_observer("polling")
-
-    def _replace_observer(self, mode: str) -> None:
-        handlers = list(self._handlers.values())
-        self._stop_observer()
-        self._watches.clear()
-        self._handlers.clear()
-        self.mode = mode
-        self.stats.set_watch_mode(mode)
-        self._observer = self._new_observer()
-        for handler in handlers:
-            try:
-                self.watch(handler)
-            except OSError as exc:
-                log.warning("cannot watch %s again: %s", handler.root, exc.strerror or exc)
 
     def ensure_alive(self) -> bool:
         """Restart a dead observer thread with all its watches; True if it had died."""
@@ -249,7 +260,15 @@ class Watcher:
             if self._observer.is_alive():
                 return False
             log.error("the file watcher thread died; restarting it")
-            self._replace_observer(self.mode)
+            handlers = [self._handlers[n] for n in self._watches]
+            self._stop_observer()
+            self._watches.clear()
+            self._observer = self._new_observer()
+            for handler in handlers:
+                try:
+                    self.watch(handler, "inotify")
+                except OSError as exc:
+                    log.warning("cannot watch %s again: %s", handler.root, exc.strerror or exc)
             return True
 
     def _stop_observer(self) -> None:
@@ -262,3 +281,4 @@ class Watcher:
     def stop(self) -> None:
         with self._lock:
             self._stop_observer()
+            self.poller.stop()

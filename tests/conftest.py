@@ -79,8 +79,9 @@ def make_config(**kwargs: Any) -> Config:
         "state_dir": tempfile.mkdtemp(prefix="backup-monitor-state-"),
     }
     base.update(kwargs)
-    # Test files are filler bytes: content checks only where a test asks for them.
-    base["targets"] = [{"verify": "none", **t} for t in base.get("targets", [])]
+    # Test files are filler bytes, written whole: content checks and settling only where
+    # a test asks for them.
+    base["targets"] = [{"verify": "none", "settle": 0, **t} for t in base.get("targets", [])]
     return Config.model_validate(base)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
+from exporter.demo import make_demo_backups
 from tests.conftest import write_backup
 from tests.test_config import run_cli
 
@@ -53,3 +55,23 @@ def test_help_and_version() -> None:
     version = run_cli("--version")
     assert version.returncode == 0
     assert version.stdout.startswith("backup-monitor, version ")
+
+
+def test_demo_rerun_adds_no_backups(tmp_path: Path) -> None:
+    first = make_demo_backups(tmp_path, now=time.time() - 3600)
+    assert len(first) == 5
+    again = make_demo_backups(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in first)
+    assert time.time() - again[-1].stat().st_mtime < 120  # the newest made fresh again
+
+
+def test_make_run_takes_a_listen_address() -> None:
+    root = Path(__file__).resolve().parents[1]
+    planned = subprocess.run(
+        ["make", "-n", "-C", str(root), "run", "LISTEN=127.0.0.1:9999"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "demo --dir demo-backups --listen 127.0.0.1:9999" in planned.stdout

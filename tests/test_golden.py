@@ -30,14 +30,16 @@ FIXTURE = {
         "backup-2026-05-27-02-00-00.db.gz": (9000, 86400 + 66400),
         "backup-2026-05-28-02-00-00.db": (45056, 66400),
         "backup-2026-05-28-03-00-00.db.part": (100, 10),
+        # Still being written (changed 10 s ago, settle is 30 s): sizes judge the one before.
+        "backup-2026-05-28-20-26-30.db": (512, 10),
     },
     "stale": {"dump.sql": (2_000_000, 3 * 86400)},
-    # Timestamps from names (mtimes all fresh): nightly at 02:00 UTC, 05-25 missing,
+    # Timestamps from names (mtimes all 2 minutes old): nightly at 02:00 UTC, 05-25 missing,
     # 05-20 past the 7-day retention (plus its 1-day grace), one name that does not parse.
     "nightly": {
-        **{f"backup-2026-05-{d}-02-00-00.db": (50_000, 10) for d in (20, 21, 22, 23, 24, 26, 27)},
-        "backup-2026-05-28-02-00-00.db": (20_000, 10),
-        "notes-backup.txt": (100, 10),
+        **{f"backup-2026-05-{d}-02-00-00.db": (50_000, 120) for d in (20, 21, 22, 23, 24, 26, 27)},
+        "backup-2026-05-28-02-00-00.db": (20_000, 120),
+        "notes-backup.txt": (100, 120),
     },
     "tiny": {"dump.sql": (12, 60)},
     "empty": {},

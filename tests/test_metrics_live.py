@@ -61,7 +61,7 @@ def test_exact_values_on_first_scrape(tmp_path: Path, start_daemon) -> None:
     assert value(s, "backup_min_size_bytes", target="nothing") == 1000
     assert value(s, "backup_min_backups", target="nothing") is None
     assert value(s, "backup_monitor_scans_total", target="db", env="prod") == 1
-    assert value(s, "backup_monitor_watch_mode", mode="inotify") == 1
+    assert value(s, "backup_monitor_watch_mode", target="db", env="prod", mode="inotify") == 1
 
 
 def test_changes_are_live_without_rescan(tmp_path: Path, start_daemon, watch_mode) -> None:

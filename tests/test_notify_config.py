@@ -23,11 +23,19 @@ def webhooks():
         receiver.stop()
 
 
-def test_env_urls(tmp_path: Path) -> None:
-    config = load_config(
-        None, environ={"BACKUP_MONITOR_NOTIFY_URLS": "json://a/x, mailto://u:p@b?to=c@d.e"}
-    )
-    assert [u.url for u in config.notify.urls] == ["json://a/x", "mailto://u:p@b?to=c@d.e"]
+@pytest.mark.parametrize(
+    "text",
+    [
+        "json://a/x mailto://u:p@b?to=c@d.e,f@g.h",
+        "json://a/x\n  mailto://u:p@b?to=c@d.e,f@g.h\n",
+        '["json://a/x", "mailto://u:p@b?to=c@d.e,f@g.h"]',
+        "[json://a/x, 'mailto://u:p@b?to=c@d.e,f@g.h']",
+    ],
+)
+def test_env_urls(text: str) -> None:
+    """White space, newlines or a YAML/JSON list separate URLs; a comma is part of one."""
+    config = load_config(None, environ={"BACKUP_MONITOR_NOTIFY_URLS": text})
+    assert [u.url for u in config.notify.urls] == ["json://a/x", "mailto://u:p@b?to=c@d.e,f@g.h"]
 
 
 def test_tags_route_targets_to_urls(tmp_path: Path, start_daemon, webhooks) -> None:

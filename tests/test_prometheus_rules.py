@@ -4,6 +4,7 @@ promtool, amtool and a real Prometheus scraping the real exporter."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -14,8 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from exporter.bundle import dashboard_text, namespaced, rules_text
+from exporter.config import Config
 from tests.conftest import fetch, make_config, parse_samples, require_tool, wait_for, write_backup
 from tests.peers import free_port
+from tests.test_verify import make_db
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES_DIR = ROOT / "alerts" / "prometheus"
@@ -122,10 +126,10 @@ def prometheus(tmp_path: Path):
     binary = require_tool("prometheus", "prometheus")
     procs: list[subprocess.Popen] = []
 
-    def start(exporter_port: int) -> str:
+    def start(exporter_port: int, rules_text: str | None = None) -> str:
         rules = tmp_path / "rules.yml"
         # Shorten every `for:` for the test only; the shipped file is untouched.
-        rules.write_text(re.sub(r"for: \d+[smh]", "for: 0s", RULES.read_text()))
+        rules.write_text(re.sub(r"for: \d+[smh]", "for: 0s", rules_text or RULES.read_text()))
         port = free_port()
         (tmp_path / "prometheus.yml").write_text(
             f"""
@@ -221,20 +225,64 @@ def test_real_prometheus_rules_and_dashboard(tmp_path: Path, start_daemon, prome
         ("BackupVerifyFailed", "corrupt"),
     }
 
-    def firing() -> set[tuple[str, str]]:
-        alerts = json.loads(fetch(url + "/api/v1/alerts"))["data"]["alerts"]
-        return {
-            (a["labels"]["alertname"], a["labels"].get("target", ""))
-            for a in alerts
-            if a["state"] == "firing"
-        }
+    wait_for(lambda: firing_alerts(url) == expected, timeout=30)
 
-    wait_for(lambda: firing() == expected, timeout=30)
+    for expr in panel_queries(panel_exprs(), instance):
+        wait_for(lambda expr=expr: query(url, expr), timeout=30)
+    assert firing_alerts(url) == expected  # and nothing else started firing meanwhile
 
+
+def panel_queries(templates: list[str], instance: str) -> list[str]:
+    """The dashboard's queries with its variables filled in."""
     substitutions = {"$instance": instance, "$target": ".*", "$__rate_interval": "15s"}
-    for template in panel_exprs():
+    queries = []
+    for template in templates:
         expr = template
         for name, val in substitutions.items():
             expr = expr.replace(name, val)
-        wait_for(lambda expr=expr: query(url, expr), timeout=30)
-    assert firing() == expected  # and nothing else started firing meanwhile
+        queries.append(expr)
+    return queries
+
+
+def firing_alerts(url: str) -> set[tuple[str, str]]:
+    alerts = json.loads(fetch(url + "/api/v1/alerts"))["data"]["alerts"]
+    return {
+        (a["labels"]["alertname"], a["labels"].get("target", ""))
+        for a in alerts
+        if a["state"] == "firing"
+    }
+
+
+def test_quota_proxy_example_with_rendered_rules_and_dashboard(
+    tmp_path: Path, start_daemon, prometheus
+) -> None:
+    """The documented quota-proxy configuration keeps the guide's metric names; the rules
+    and the dashboard rendered for its namespace fire and show data."""
+    example = yaml.safe_load((ROOT / "examples" / "quota-proxy.yml").read_text())
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    now = time.time()
+    for day in (2, 3, 4):  # nightly, but nothing for the last two days
+        stamp = now - day * 86400
+        db = make_db(backups / time.strftime("backup-%Y-%m-%d-%H-%M-%S.db", time.localtime(stamp)))
+        os.utime(db, (stamp, stamp))
+    example["targets"][0]["path"] = str(backups)
+    example.update(listen="127.0.0.1:0", state_dir=str(tmp_path / "state"))
+    config = Config.model_validate(example)
+    assert config.namespace == "quota_proxy_backup"
+    daemon = start_daemon(config)
+    wait_for(lambda: "quota_proxy_backup_verify_ok{" in fetch(daemon.url))
+    exported = {name for name, _ in parse_samples(fetch(daemon.url))}
+    url = prometheus(daemon.http.port, namespaced(rules_text(), config.namespace))
+    wait_for(lambda: query(url, 'up{job="backup-monitor"} == 1'), timeout=30)
+    wait_for(lambda: ("BackupTooOld", "quota-proxy") in firing_alerts(url), timeout=30)
+    dashboard = json.loads(namespaced(dashboard_text(), config.namespace))
+    templates = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert not any(re.search(r"\bbackup_(?!monitor_)", t) for t in templates)
+    answered = 0
+    for expr in panel_queries(templates, f"127.0.0.1:{daemon.http.port}"):
+        used = set(re.findall(r"\b(?:quota_proxy_backup|backup_monitor)_[a-z_]+", expr))
+        if used <= exported:  # what this configuration publishes must show
+            wait_for(lambda expr=expr: query(url, expr), timeout=30)
+            answered += 1
+    assert answered >= 15, answered

@@ -39,7 +39,7 @@ def base_config(tmp_path: Path, targets: list[dict], urls: list[str] | None = No
     return {
         "state_dir": str(tmp_path / "state"),
         "retry_interval": "0.2s",
-        "targets": [{"verify": "none", **t} for t in targets],
+        "targets": [{"verify": "none", "settle": 0, **t} for t in targets],
         "notify": {"urls": urls or [], "retry_initial": "0.2s", "retry_max": "0.5s"},
     }
 

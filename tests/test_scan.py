@@ -42,7 +42,7 @@ def test_odd_entries_never_crash(tmp_path: Path) -> None:
     sock.bind(str(tmp_path / "sock.db"))
     (tmp_path / "loop").symlink_to(tmp_path)  # symlink loop: not followed
     (tmp_path / "dangling.db").symlink_to(tmp_path / "nowhere")
-    (tmp_path / "alias.db").symlink_to(tmp_path / "good.db")
+    (tmp_path / "alias.db").symlink_to(tmp_path / "good.db")  # an alias: not a backup
     raw = os.fsencode(str(tmp_path)) + b"/bad-\xff-name.db"
     with open(raw, "wb") as handle:
         handle.write(b"12345678")
@@ -61,7 +61,6 @@ def test_odd_entries_never_crash(tmp_path: Path) -> None:
     bad = os.fsdecode(b"bad-\xff-name.db")
     assert files.keys() == {
         "good.db",
-        "alias.db",
         bad,
         "new\nline.db",
         long_name.name,
@@ -94,3 +93,18 @@ def test_patterns_agree_with_fnmatch(include: list[str], exclude: list[str], nam
         fnmatch.fnmatchcase(name, p) for p in exclude
     )
     assert (matcher.base_only(name) is not None) == want
+
+
+def test_aliases_are_not_backups(tmp_path: Path) -> None:
+    """A `latest` symlink and a hard link name a backup already counted; a symlink to a
+    file outside the target is that file."""
+    root = tmp_path / "t"
+    write_backup(root / "backup-2026-01-01.db", 5000)
+    write_backup(root / "backup-2026-01-02.db", 6000)
+    (root / "backup-latest.db").symlink_to("backup-2026-01-02.db")
+    os.link(root / "backup-2026-01-01.db", root / "backup-copy.db")
+    write_backup(tmp_path / "elsewhere" / "offsite.db", 700)
+    (root / "backup-offsite.db").symlink_to(tmp_path / "elsewhere" / "offsite.db")
+    files = scan_target(str(root), Matcher(["backup-*.db*"], []), False)
+    assert sorted(files) == ["backup-2026-01-01.db", "backup-2026-01-02.db", "backup-offsite.db"]
+    assert sum(size for size, _ in files.values()) == 11700

@@ -206,7 +206,7 @@ def test_secrets_reach_no_log_metric_page_or_output(
                 "listen": "127.0.0.1:0",
                 "state_dir": str(tmp_path / "state"),
                 "web_config_file": str(web_config),
-                "targets": [{"path": str(tmp_path / "b"), "verify": "none"}],
+                "targets": [{"path": str(tmp_path / "b"), "verify": "none", "settle": 0}],
             },
         )
         daemon = start_daemon(config)

@@ -252,6 +252,9 @@ def test_quota_proxy_example_publishes_legacy_names(tmp_path: Path) -> None:
     assert 600 <= age < 700
     assert value(samples, "quota_proxy_backup_verify_ok", target="quota-proxy") == 1
     assert "verify" in result.stdout
+    # A one-shot run has no watcher and no verifier pool: none of the daemon's own series.
+    names = {name for name, _labels in samples}
+    assert not {n for n in names if "watch" in n or "verifications" in n}, names
 
 
 def test_textfile_passes_promtool(tmp_path: Path) -> None:

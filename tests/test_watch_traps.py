@@ -11,7 +11,6 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyObserver
 
 from exporter.logs import setup_logging
-from exporter.watch import default_observer_factory
 from tests.conftest import make_config, scrape, value, wait_for, write_backup
 
 
@@ -87,10 +86,8 @@ class ExhaustedInotify(InotifyObserver):
         raise OSError(errno.ENOSPC, "inotify watch limit reached")
 
 
-def exhausted_factory(mode: str, poll_interval: float) -> BaseObserver:
-    if mode == "inotify":
-        return ExhaustedInotify()
-    return default_observer_factory(mode, poll_interval)
+def exhausted_factory() -> BaseObserver:
+    return ExhaustedInotify()
 
 
 def test_watch_limit_falls_back_to_polling(tmp_path: Path, start_daemon, caplog) -> None:
@@ -99,8 +96,8 @@ def test_watch_limit_falls_back_to_polling(tmp_path: Path, start_daemon, caplog)
     with caplog.at_level(logging.WARNING):
         daemon = start_daemon(config, observer_factory=exhausted_factory)
     s = scrape(daemon.url)
-    assert value(s, "backup_monitor_watch_mode", mode="polling") == 1
-    assert value(s, "backup_monitor_watch_mode", mode="inotify") == 0
+    assert value(s, "backup_monitor_watch_mode", target="t", mode="polling") == 1
+    assert value(s, "backup_monitor_watch_mode", target="t", mode="inotify") == 0
     assert "falling back to polling" in caplog.text
     assert value(s, "backup_count", target="t") == 1
     write_backup(tmp_path / "backup-2.db", 2000)

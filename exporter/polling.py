@@ -1,0 +1,90 @@
+"""Polling for targets where inotify cannot see every writer (network and FUSE filesystems).
+
+Cheap by design: each round lists the names (no stat), stats the names that
+appeared, re-stats the few that can be changing (backups still being written, the
+newest ones) and one slice in SPREAD of the others, so a change anywhere (an old
+backup touched or rewritten) is seen within SPREAD rounds without statting every
+file every round.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING
+
+from exporter.scan import TargetUnavailable, list_names
+
+if TYPE_CHECKING:
+    from exporter.watch import TargetEventHandler
+
+log = logging.getLogger(__name__)
+
+SPREAD = 10
+
+
+def _slice(names: set[str], turn: int) -> set[str]:
+    """The names whose turn it is (within a process a name's hash, so its turn, is fixed)."""
+    return {n for n in names if hash(n) % SPREAD == turn}
+
+
+def poll_once(handler: TargetEventHandler, turn: int = 0) -> None:
+    """One round for one target: new names, gone names, the names that may be changing,
+    and the slice of the others whose ``turn`` it is."""
+    index, root = handler.index, handler.root
+    try:
+        listed = set(list_names(root, handler.matcher, handler.recursive))
+    except TargetUnavailable:
+        handler.request_rescan(index.name, rewatch=True)  # the scan says why and marks it down
+        return
+    known = index.names()
+    for rel in known - listed:
+        handler.forget(os.path.join(root, rel))
+    for rel in (listed - known) | (index.changing() & listed) | _slice(listed, turn % SPREAD):
+        handler.refresh(os.path.join(root, rel))
+
+
+class DirectoryPoller:
+    """One thread polling every polled target each ``interval`` seconds."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._handlers: dict[str, TargetEventHandler] = {}
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="poller", daemon=True)
+        self._thread.start()
+
+    def watch(self, handler: TargetEventHandler) -> None:
+        with self._lock:
+            self._handlers[handler.index.name] = handler
+
+    def unwatch(self, name: str) -> None:
+        with self._lock:
+            self._handlers.pop(name, None)
+
+    def watched_root(self, name: str) -> str | None:
+        with self._lock:
+            handler = self._handlers.get(name)
+            return handler.root if handler else None
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        turn = 0
+        while not self._stopping.wait(self.interval):
+            turn += 1
+            with self._lock:
+                handlers = list(self._handlers.values())
+            for handler in handlers:
+                try:
+                    poll_once(handler, turn)
+                except Exception:  # one target's bad round must not stop the others
+                    log.exception("polling target %s failed; rescanning", handler.index.name)
+                    handler.request_rescan(handler.index.name)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=2)
