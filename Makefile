@@ -35,6 +35,7 @@ system-deps:
 	command -v buildah >/dev/null || missing="$$missing buildah"; \
 	command -v podman >/dev/null || missing="$$missing podman"; \
 	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
+	command -v bindfs >/dev/null || missing="$$missing bindfs"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \
