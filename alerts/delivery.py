@@ -5,7 +5,8 @@ worker thread and queue: a dead or slow endpoint delays nothing but itself.
 Each attempt is bounded by ``timeout``; a failure is retried with exponential
 backoff (``retry_initial`` doubling up to ``retry_max``), for ever, in order.
 Undelivered notifications are part of the state file, so a restart delivers them.
-Only apprise's privacy form of a URL (no password, no token) is ever logged.
+Only the redacted form of a URL (``exporter.redact``: no character of a password or
+token) is ever logged, and every log record is scrubbed of the URLs' secrets.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import apprise
 
 from alerts.messages import FIRING, RESOLVED, Notification
 from exporter.config import ConfigError, NotifyConfig
+from exporter.redact import SECRETS, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +37,15 @@ _NOTIFY_TYPES = {
 class Channel:
     """One apprise service (one URL) and the tags that select it."""
 
-    def __init__(self, service: apprise.plugins.NotifyBase) -> None:
+    def __init__(self, service: apprise.plugins.NotifyBase, timeout: float = 10.0) -> None:
+        # apprise's own socket timeouts (4 s) would cut a slower endpoint's answer short
+        # and send it a copy at every retry: one attempt lasts what notify.timeout says.
+        service.socket_connect_timeout = timeout
+        service.socket_read_timeout = timeout
         self._apprise = apprise.Apprise()
         self._apprise.add(service)
-        self.name = service.url(privacy=True)
+        SECRETS.register([service.url()])
+        self.name = redact_url(service.url())
         # The key survives restarts (it matches saved notifications) without holding secrets.
         self.key = hashlib.sha256(service.url().encode()).hexdigest()[:16]
         self.tags = frozenset(str(tag) for tag in service.tags)
@@ -62,17 +69,10 @@ class Channel:
         )
 
 
-def redact_url(url: str) -> str:
-    """A URL as apprise prints it with privacy on (secrets elided)."""
-    loaded = apprise.Apprise.instantiate(url, suppress_exceptions=True)
-    if loaded:
-        return loaded.url(privacy=True)
-    return url.split("://", 1)[0] + "://…" if "://" in url else "…"
-
-
 def build_channels(notify: NotifyConfig) -> list[Channel]:
     """Every configured URL as a channel; a URL apprise cannot load is a ConfigError."""
     services = apprise.Apprise()
+    SECRETS.register(item.url for item in notify.urls)
     for index, item in enumerate(notify.urls):
         if not services.add(item.url, tag=item.tags or None):
             raise ConfigError(
@@ -88,7 +88,7 @@ def build_channels(notify: NotifyConfig) -> list[Channel]:
     loaded = list(services)  # reads the config file, if any
     if notify.config and len(loaded) == len(from_urls):
         raise ConfigError(f"notify.config: {notify.config} defines no usable URL")
-    return [Channel(service) for service in loaded]
+    return [Channel(service, notify.timeout) for service in loaded]
 
 
 @dataclass
@@ -198,7 +198,8 @@ class Delivery:
 
         thread = threading.Thread(target=call, name="notify-attempt", daemon=True)
         thread.start()
-        thread.join(self.timeout + channel.throttle)
+        # Connecting and reading may each take ``timeout``.
+        thread.join(2 * self.timeout + channel.throttle + 1)
         ok = bool(outcome and outcome[0])
         with self.lock:
             if ok:

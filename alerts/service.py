@@ -6,13 +6,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from alerts.delivery import Delivery, build_channels, redact_url
+from alerts.delivery import Delivery, build_channels
 from alerts.evaluator import Evaluator
 from alerts.heartbeat import Heartbeat
 from alerts.state import AlertState
 from alerts.store import StateStore
 from exporter.config import Config
 from exporter.index import Clock
+from exporter.redact import SECRETS, redact_url
 from exporter.supervisor import Target
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class Alerting:
         self.evaluator = Evaluator(
             targets, self.state, notify, self.delivery.submit, self.store.save, clock
         )
+        if notify.heartbeat:
+            SECRETS.register([notify.heartbeat.url])
         self.heartbeat = (
             Heartbeat(notify.heartbeat, self.health, redact_url(notify.heartbeat.url), clock)
             if notify.heartbeat
@@ -66,8 +69,7 @@ class Alerting:
         if not self.evaluator.is_alive():
             return False, "alert evaluator is not running"
         oldest = self.delivery.oldest_pending()
-        limit = self.config.notify.heartbeat.max_queue_age if self.config.notify.heartbeat else None
-        if oldest is not None and limit is not None and self.clock() - oldest > limit:
+        if oldest is not None and self.clock() - oldest > self.config.notify.max_queue_age:
             return False, "a notification has been undeliverable for too long"
         return True, "ok"
 

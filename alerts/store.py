@@ -14,12 +14,52 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 FILE_NAME = "state.json"
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class _AlertRecord(_Shape):
+    status: Literal["ok", "pending", "firing"]
+    since: float
+    notified: bool
+    last_fire_notice: float | None
+    last_notice: float
+    reason: str
+
+
+class _Notification(_Shape):
+    status: str
+    target: str
+    check: str
+    title: str
+    body: str
+    tags: list[str]
+    created_at: float
+    id: str
+
+
+class _Pending(_Shape):
+    channel: str
+    attempts: int = Field(ge=0)
+    notification: _Notification
+
+
+class _StateFile(_Shape):
+    """The file's shape: a file of the right version but wrong shapes is moved aside too."""
+
+    version: Literal[1]
+    alerts: dict[str, _AlertRecord] = Field(default_factory=dict)
+    outbox: list[_Pending] = Field(default_factory=list)
 
 
 class StateStore:
@@ -45,6 +85,12 @@ class StateStore:
             return self._move_aside(f"unreadable ({exc})")
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
             return self._move_aside("not a backup-monitor state file")
+        try:
+            _StateFile.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            return self._move_aside(f"malformed ({where}: {first['msg']})")
         return data
 
     def _move_aside(self, why: str) -> dict[str, Any]:

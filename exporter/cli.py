@@ -156,6 +156,9 @@ def _reload(daemon: Any, reload: Callable[[], Config] | None) -> None:
     except ConfigError as exc:
         log.error("reload rejected, keeping the running configuration: %s", exc)
         return
+    except Exception as exc:  # noqa: BLE001 - whatever the file holds, the daemon goes on
+        log.error("reload failed, keeping the running configuration: %s", exc)
+        return
     setup_logging(config.log_level, config.log_format)
 
 
@@ -246,37 +249,51 @@ def check(
     "--quick", is_flag=True, help="For SQLite: PRAGMA quick_check instead of integrity_check."
 )
 @click.option("--timeout", default="60s", show_default=True, help="Time limit per file.")
-def verify(paths: tuple[str, ...], kind: str, query: str | None, quick: bool, timeout: str) -> None:
+@click.option(
+    "--max-bytes",
+    default="64GiB",
+    show_default=True,
+    help="Decompressed bytes read at most per file (against decompression bombs).",
+)
+def verify(
+    paths: tuple[str, ...], kind: str, query: str | None, quick: bool, timeout: str, max_bytes: str
+) -> None:
     """Check that backup files are restorable (SQLite integrity, archive CRCs, checksums).
 
-    Prints a line per file; exit 1 if any fails. Never modifies a file.
+    Prints a line per file; never modifies a file. Exit status: 0 all ok, 1 a file is
+    broken, 3 a file could not be verified (not a regular file, unreadable, no space for
+    a temporary copy).
     """
-    from exporter.units import parse_duration
+    from exporter.units import parse_duration, parse_size, printable
     from exporter.verify import VerifyOptions, verify_file
 
     try:
-        limit = parse_duration(timeout)
+        options = VerifyOptions(
+            kind=kind,
+            sqlite_check="quick_check" if quick else "integrity_check",
+            query=query,
+            timeout=parse_duration(timeout),
+            max_bytes=parse_size(max_bytes),
+        )
     except ValueError as exc:
-        _fail(f"--timeout: {exc}", EXIT_CONFIG)
-    options = VerifyOptions(
-        kind=kind,
-        sqlite_check="quick_check" if quick else "integrity_check",
-        query=query,
-        timeout=limit,
-    )
-    failed = 0
+        _fail(f"--timeout/--max-bytes: {exc}", EXIT_CONFIG)
+    failed = errors = 0
     for path in _progress(paths, "verifying"):
         result = verify_file(path, options)
+        shown = printable(path)
         if result is None:
             click.echo(
-                f"skip  {path}: no content check applies (not SQLite, an archive or checksummed)"
+                f"skip  {shown}: no content check applies (not SQLite, an archive or checksummed)"
             )
         elif result.ok:
-            click.echo(f"ok    {path}: {result.reason} ({result.duration:.2f}s)")
+            click.echo(f"ok    {shown}: {printable(result.reason)} ({result.duration:.2f}s)")
+        elif result.error:
+            errors += 1
+            click.echo(f"ERROR {shown}: {printable(result.reason)}")
         else:
             failed += 1
-            click.echo(f"FAIL  {path}: {result.reason}")
-    sys.exit(1 if failed else 0)
+            click.echo(f"FAIL  {shown}: {printable(result.reason)}")
+    sys.exit(1 if failed else 3 if errors else 0)
 
 
 @main.group(name="config")
@@ -288,7 +305,7 @@ def config_group() -> None:
 @config_options
 def config_check(config_path: str | None, targets: tuple[str, ...]) -> None:
     """Validate the configuration and print the effective result (exit 2 if invalid)."""
-    from alerts.delivery import redact_url
+    from exporter.redact import redact_url
 
     config = _load(config_path, targets, require_targets=False)
     _channels(config)

@@ -82,6 +82,11 @@ _TARGET_HELP = {
         "Files matching the patterns whose names give no timestamp (timestamp: name); "
         "not counted as backups.",
     ),
+    "unreadable_entries": (
+        "gauge",
+        "Entries the last scan could not read (a path longer than PATH_MAX, a directory "
+        "without permission); find(1) would count them.",
+    ),
     "oldest_age_seconds": (
         "gauge",
         "Seconds since the oldest backup was made; +Inf when the target has no backup.",
@@ -249,6 +254,8 @@ class BackupCollector(Collector):
         if cfg.max_count is not None:
             fams.add("max_backups", labels, cfg.max_count)
         fams.add("unparsed_files", labels, snap.unparsed)
+        if not cfg.remote:
+            fams.add("unreadable_entries", labels, snap.unreadable)
         fams.add("future_files", labels, target.index.count_after(now + FUTURE_TOLERANCE))
         fams.add("oldest_age_seconds", labels, max(0.0, now - oldest.mtime) if oldest else math.inf)
         self._add_history(fams, target, snap, labels, now)
@@ -307,7 +314,8 @@ class BackupCollector(Collector):
         yield events
         verifications = Metric(
             "backup_monitor_verifications",
-            "Content checks of newest backups, by result (ok or failed).",
+            "Content checks of newest backups, by result: ok, failed (the backup is broken) "
+            "or error (it could not be verified: no space for a temporary copy, unreadable).",
             "counter",
         )
         for result, count in self.stats.verifications.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -40,18 +41,40 @@ Duration = Annotated[
 ]
 
 
-def _positive(value: float) -> float:
-    if value <= 0:
-        raise ValueError("must be greater than 0")
-    return value
-
-
-# A duration that must be above zero (intervals, timeouts).
-PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, return_type=str)]
 Fraction = Annotated[
     float, BeforeValidator(parse_fraction), PlainSerializer(format_fraction, return_type=str)
 ]
+
+
+def _within(low: float, high: float, fmt: Callable[[float], str]) -> AfterValidator:
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {fmt(low)} and {fmt(high)}")
+        return value
+
+    return AfterValidator(check)
+
+
+DAY = 86400.0
+YEAR = 365 * DAY
+
+
+def DurationIn(low: float, high: float) -> Any:
+    """A duration bounded on both sides: a zero interval is a busy loop, a huge one an
+    overflow in the threads that wait for it."""
+    return Annotated[Duration, _within(low, high, format_duration)]
+
+
+def SizeIn(low: int, high: int) -> Any:
+    return Annotated[Size, _within(low, high, format_size)]
+
+
+# Intervals of loops that poll or retry, timeouts, and spans of backup history.
+Interval = DurationIn(0.1, DAY)
+Timeout = DurationIn(0.1, 3600.0)
+Span = DurationIn(0.0, 100 * YEAR)
+MAX_SIZE = 1024**5  # 1 PiB
 
 # Files a backup tool is still writing, or that are not backups at all.
 DEFAULT_EXCLUDES = [
@@ -61,8 +84,9 @@ DEFAULT_EXCLUDES = [
     "*-journal", "*-wal", "*-shm",
 ]  # fmt: skip
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
-_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# \Z, not $: "$" also matches before a trailing newline.
+_NAME = re.compile(r"[A-Za-z0-9_.:-]+\Z")
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _RESERVED_LABELS = {"target", "check", "instance", "job", "mode", "result", "version"}
 
 
@@ -81,44 +105,46 @@ class TargetConfig(_Strict):
     exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDES))
     recursive: bool = False
     # None: 24h without a schedule, no age check with one (the schedule check replaces it).
-    max_age: Duration | None = None
-    min_size: Size = 1024
-    min_count: int | None = Field(default=None, ge=0)
-    max_count: int | None = Field(default=None, ge=0)
+    max_age: DurationIn(1.0, 100 * YEAR) | None = None
+    min_size: SizeIn(0, MAX_SIZE) = 1024
+    min_count: int | None = Field(default=None, ge=0, le=10**9)
+    max_count: int | None = Field(default=None, ge=0, le=10**9)
     labels: dict[str, str] = Field(default_factory=dict)
     notify_tags: list[str] = Field(default_factory=list)
     timestamp: Literal["mtime", "name"] = "mtime"
     name_format: str | None = None
     timezone: str | None = None
     schedule: str | None = None
-    grace: Duration = 3600.0
+    grace: Span = 3600.0
     gaps: bool | None = None  # None: on with a schedule, off without
-    gap_window: Duration = 7 * 86400.0
-    max_missing_runs: int = Field(default=0, ge=0)
-    size_history: int = Field(default=7, ge=0)
+    gap_window: DurationIn(60.0, 100 * YEAR) = 7 * 86400.0
+    max_missing_runs: int = Field(default=0, ge=0, le=10**6)
+    size_history: int = Field(default=7, ge=0, le=1000)
     max_shrink: Fraction | None = 0.5
     max_growth: Fraction | None = None
-    retention: Duration | None = None
-    retention_grace: Duration = 86400.0
+    retention: DurationIn(60.0, 100 * YEAR) | None = None
+    retention_grace: Span = 86400.0
     # A backup is complete once unchanged for ``settle``; one still changing after
     # ``max_write_time`` is stuck.
-    settle: Duration = 30.0
+    settle: DurationIn(0.0, DAY) = 30.0
     # None: the top-level watch_mode (auto: polling on network and FUSE filesystems).
     watch_mode: Literal["auto", "inotify", "polling"] | None = None
-    max_write_time: Duration = 6 * 3600.0
+    max_write_time: DurationIn(1.0, 30 * DAY) = 6 * 3600.0
     # Object storage (s3:// paths) only:
     endpoint_url: str | None = None
     region: str | None = None
     profile: str | None = None
-    poll_interval: Duration = 300.0
-    remote_timeout: Duration = 30.0
+    poll_interval: Interval = 300.0
+    remote_timeout: Timeout = 30.0
     mirror_of: str | None = None
-    mirror_lag: Duration = 7200.0
+    mirror_lag: Span = 7200.0
     verify: Literal["auto", "sqlite", "archive", "checksum", "download", "none"] = "auto"
-    verify_max_size: Size = 1024**3  # remote objects larger than this are not downloaded
+    verify_max_size: SizeIn(0, MAX_SIZE) = 1024**3  # larger remote objects are not downloaded
     verify_query: str | None = None
     sqlite_check: Literal["integrity_check", "quick_check"] = "integrity_check"
-    verify_timeout: Duration = 60.0
+    verify_timeout: DurationIn(1.0, DAY) = 60.0
+    # Decompressed bytes a verification reads at most (a gzip bomb stops here).
+    verify_max_bytes: SizeIn(1024**2, MAX_SIZE) = 64 * 1024**3
 
     @property
     def effective_max_age(self) -> float | None:
@@ -260,9 +286,8 @@ class NotifyUrl(_Strict):
 
 class HeartbeatConfig(_Strict):
     url: str
-    interval: Duration = 60.0
-    timeout: PositiveDuration = 10.0
-    max_queue_age: Duration = 900.0
+    interval: DurationIn(1.0, DAY) = 60.0
+    timeout: Timeout = 10.0
 
     @field_validator("url")
     @classmethod
@@ -288,13 +313,15 @@ def split_urls(text: str) -> list[Any]:
 class NotifyConfig(_Strict):
     urls: list[NotifyUrl] = Field(default_factory=list)
     config: str | None = None
-    for_: Duration = Field(default=0.0, alias="for")
-    repeat_interval: Duration = 86400.0
-    min_interval: Duration = 60.0
+    for_: DurationIn(0.0, 30 * DAY) = Field(default=0.0, alias="for")
+    repeat_interval: DurationIn(60.0, 100 * YEAR) = 86400.0
+    min_interval: DurationIn(0.0, DAY) = 60.0
     send_resolved: bool = True
-    timeout: PositiveDuration = 10.0
-    retry_initial: PositiveDuration = 2.0
-    retry_max: PositiveDuration = 300.0
+    timeout: Timeout = 10.0
+    retry_initial: Timeout = 2.0
+    retry_max: DurationIn(0.1, DAY) = 300.0
+    # /healthz is degraded once a notification has waited longer than this.
+    max_queue_age: DurationIn(1.0, 30 * DAY) = 900.0
     title_template: Template = DEFAULT_TITLE
     body_template: Template = DEFAULT_BODY
     heartbeat: HeartbeatConfig | None = None
@@ -323,10 +350,10 @@ class Config(_Strict):
     metrics_path: str = "/metrics"
     web_config_file: str | None = None
     hide_paths: bool = False
-    status_refresh: Duration = 10.0
-    rescan_interval: PositiveDuration = 300.0
-    poll_interval: PositiveDuration = 5.0
-    retry_interval: PositiveDuration = 2.0
+    status_refresh: DurationIn(1.0, 3600.0) = 10.0
+    rescan_interval: DurationIn(1.0, 30 * DAY) = 300.0
+    poll_interval: Interval = 5.0
+    retry_interval: Interval = 2.0
     watch_mode: Literal["auto", "inotify", "polling"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
@@ -406,17 +433,61 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return overrides
 
 
-def _read_yaml(path: str) -> dict[str, Any]:
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                mark = key_node.start_mark
+                raise ConfigError(
+                    f"duplicate key {key!r} at line {mark.line + 1}, column {mark.column + 1}"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """A YAML document, or ConfigError with one line saying what is wrong and where."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
+    except ConfigError as exc:
+        raise ConfigError(f"invalid YAML in {source}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"invalid YAML in {path}{where}: {problem}") from None
+        raise ConfigError(f"invalid YAML in {source}{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"invalid YAML in {source}: nested too deeply") from None
+
+
+def read_text(path: str, what: str = "config file") -> str:
+    """A small UTF-8 text file, or ConfigError (unreadable, not a file, too big, not UTF-8)."""
+    try:
+        with open(path, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ConfigError(f"{what} {path} is not a regular file")
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what} {path} is larger than 1 MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    data = parse_yaml(read_text(path), path)
     if data is None:
         return {}
     if not isinstance(data, dict):

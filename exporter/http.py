@@ -37,6 +37,11 @@ def make_app(
     page = render_page(__version__, metrics_path, refresh_seconds)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            return _head(routes, environ, start_response)
+        return routes(environ, start_response)
+
+    def routes(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == metrics_path:
             return metrics_app(environ, start_response)
@@ -59,6 +64,27 @@ def make_app(
     return app
 
 
+def _head(app: WSGIApp, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    """Every GET route answers HEAD: the same status and headers (length included), no body."""
+    answer: list[Any] = []
+
+    def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        answer[:] = [status, headers]
+
+    result = app({**environ, "REQUEST_METHOD": "GET"}, capture)
+    try:
+        length = sum(len(chunk) for chunk in result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    status, headers = answer
+    if not any(name.lower() == "content-length" for name, _ in headers):
+        headers = [*headers, ("Content-Length", str(length))]
+    start_response(status, headers)
+    return []
+
+
 def _respond(start_response: StartResponse, status: str, ctype: str, body: bytes) -> list[bytes]:
     start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
     return [body]
@@ -67,6 +93,8 @@ def _respond(start_response: StartResponse, status: str, ctype: str, body: bytes
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: 50 clients at once overflowed it.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Failed TLS handshakes, plain HTTP on a TLS port, resets: the client's problem.

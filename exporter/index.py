@@ -90,6 +90,7 @@ class TargetSnapshot:
     newest: BackupFile | None
     oldest: BackupFile | None
     unparsed: int  # files whose names did not give a timestamp
+    unreadable: int  # entries the last scan could not read (path too long, no permission)
     history: tuple[Entry, ...]  # every backup, oldest first (only where a check needs it)
     verification: Verification | None
     stale: bool  # down, but showing the last good listing (remote targets)
@@ -151,6 +152,8 @@ class TargetIndex:
         self._files: FileMap = {}
         self._order: list[Entry] = []
         self._unparsed: set[str] = set()
+        self._unreadable = 0
+        self._peak = 0  # the most entries held since the maps were last rebuilt
         self._total = 0
         self._writing: dict[str, tuple[float, float]] = {}  # name -> (first seen, last change)
         # Hard-linked backups (st_nlink > 1): one name per inode counts, the first in sort order.
@@ -178,6 +181,21 @@ class TargetIndex:
     def _changed(self) -> None:
         self._version += 1
         self._snapshot = None
+        self._compact()
+
+    def _compact(self) -> None:
+        """Give memory back after mass deletion: Python's dicts and sets never shrink, so
+        once they hold a quarter of their peak they are rebuilt at their present size."""
+        size = len(self._files) + len(self._unparsed)
+        self._peak = max(self._peak, size)
+        if self._peak >= 4096 and size * 4 <= self._peak:
+            self._files = dict(self._files)
+            self._unparsed = set(self._unparsed)
+            self._order = self._order[:]
+            self._writing = dict(self._writing)
+            self._ino_of = dict(self._ino_of)
+            self._inodes = dict(self._inodes)
+            self._peak = size
 
     def _notify(self) -> None:
         for listener in self._listeners:
@@ -319,6 +337,7 @@ class TargetIndex:
         duration: float,
         recent: dict[str, float] | None = None,
         inodes: dict[str, int] | None = None,
+        unreadable: int = 0,
     ) -> int:
         """Make the index equal to a scan (but for names events touched meanwhile).
 
@@ -350,6 +369,7 @@ class TargetIndex:
                     self._resort()
                 corrections = len(stale) + len(fresh)
             self._scan_marks(files, touched, finished_at, recent, inodes or {})
+            self._unreadable = unreadable
             new_unparsed = (self._unparsed & touched) | (unparsed - touched)
             corrections += len(new_unparsed ^ self._unparsed)
             self._unparsed = new_unparsed
@@ -486,6 +506,7 @@ class TargetIndex:
             newest=BackupFile(order[-1][1], order[-1][2], order[-1][0]) if order else None,
             oldest=BackupFile(order[0][1], order[0][2], order[0][0]) if order else None,
             unparsed=len(self._unparsed),
+            unreadable=self._unreadable,
             history=tuple(order) if self.keep_history else (),
             verification=self._verification,
             stale=self._stale,

@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from exporter.redact import SECRETS
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -35,6 +37,8 @@ def setup_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     numeric = logging.getLevelName(level.upper())
     handler.setLevel(numeric)
+    # Every record, ours and the libraries', without secrets and on one printable line.
+    handler.addFilter(SECRETS)
     root.handlers[:] = [handler]
     root.setLevel(numeric)
     # watchdog's warnings must always be created, whatever the log level: its "queue

@@ -15,10 +15,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from alerts.checks import CheckResult, check_states, evaluate
 from exporter.collector import BackupCollector
 from exporter.config import Config
-from exporter.index import Clock, TargetSnapshot
+from exporter.index import Clock, TargetSnapshot, Verification
 from exporter.remote import RemotePoller
 from exporter.status import newest_document
 from exporter.supervisor import Target, link_mirrors, scan_into_index
+from exporter.units import printable
 from exporter.verifier import verify_newest
 
 EXIT_OK, EXIT_FAILING, EXIT_CONFIG, EXIT_UNREADABLE = 0, 1, 2, 3
@@ -49,7 +50,7 @@ def run_checks(
         else:
             scan_into_index(target, clock)
         verification = verify_newest(target, clock)
-        if verification is not None:
+        if isinstance(verification, Verification):  # not when it could not be verified
             target.index.set_verification(verification)
         snap = target.index.snapshot()
         reports.append(TargetReport(target, snap, evaluate(snap, target, clock())))
@@ -86,7 +87,8 @@ def render_table(reports: list[TargetReport], now: float) -> str:
     rows = [("TARGET", "CHECK", "STATUS", "DETAIL")]
     for report in reports:
         for name, result in report.checks.items():
-            rows.append((report.target.name, name, "ok" if result.ok else "FAIL", result.reason))
+            status = "ok" if result.ok else "FAIL"
+            rows.append((report.target.name, name, status, printable(result.reason)))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]

@@ -76,10 +76,12 @@ def is_symlink_alias(root: str, rel: str, matcher: Matcher, recursive: bool) -> 
 
 @dataclass
 class Listing:
-    """A scan's backups, aliases left out, and the inodes of the hard-linked ones."""
+    """A scan's backups, aliases left out, the inodes of the hard-linked ones, and the
+    entries that could not be read (a path longer than PATH_MAX, no permission)."""
 
     files: FileMap
     inodes: dict[str, int]
+    unreadable: list[str]
 
 
 def drop_aliases(
@@ -114,13 +116,17 @@ def scan_listing(root: str, matcher: Matcher, recursive: bool) -> Listing:
         _list(root, dir_fd, matcher, recursive, batch)
         files = batch.finish()
         inodes = drop_aliases(root, files, batch.links, matcher, recursive) if batch.links else {}
-        return Listing(files, inodes)
+        return Listing(files, inodes, batch.unreadable)
     finally:
         os.close(dir_fd)
 
 
 class _Names(list[str]):
     """Collects a listing's names without statting them (``add`` as StatMany has it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unreadable: list[str] = []
 
     def add(self, names: Iterable[str]) -> None:
         self.extend(names)
@@ -178,6 +184,7 @@ def _list_tree(
                     is_dir = entry.is_dir(follow_symlinks=False)
                 except OSError as exc:
                     log.debug("skipping %s%s: %s", prefix, entry.name, describe_os_error(exc))
+                    batch.unreadable.append(prefix + entry.name)
                     continue
                 if not is_dir:
                     others.append(entry.name)
@@ -195,3 +202,4 @@ def _list_tree(
                 entries = os.scandir(os.path.join(root, prefix))
             except OSError as exc:
                 log.debug("skipping %s: %s", prefix, describe_os_error(exc))
+                batch.unreadable.append(prefix)

@@ -13,6 +13,7 @@ about 15 ms.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from array import array
@@ -26,6 +27,7 @@ CHUNK = 1024  # names per block: the finer, the less work both processes do wher
 HEADER = 16  # two 8-byte values: names done, records in the block
 RECORD = 32  # four 8-byte values: position, size, mtime, link
 SYMLINK = -1  # the link value of a symbolic link to a regular file
+UNREADABLE = -1  # the size of a name that could not be statted (too long, no permission)
 
 Record = tuple[int, int, float, int]
 
@@ -35,7 +37,8 @@ def stat_regular(dir_fd: int, names: Sequence[str] | Sequence[bytes]) -> Iterato
 
     ``link`` is 0 for a plain file, SYMLINK for a symbolic link, and the inode number
     of a file with more than one hard link: aliases of one backup are found from these.
-    A plain file costs one lstat, as a stat would; only a link costs a second call.
+    A plain file costs one lstat, as a stat would; only a link costs a second call. A
+    name that cannot be statted, but for having vanished, gets the size UNREADABLE.
     """
     stat = os.stat
     for position, name in enumerate(names):
@@ -44,8 +47,13 @@ def stat_regular(dir_fd: int, names: Sequence[str] | Sequence[bytes]) -> Iterato
             link = st.st_ino if st.st_nlink > 1 else 0
             if S_ISLNK(st.st_mode):
                 st, link = stat(name, dir_fd=dir_fd), SYMLINK
-        except (OSError, ValueError):
-            continue  # vanished or unreadable between listing and stat
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:  # vanished since the listing: not an error
+                yield position, UNREADABLE, 0.0, 0
+            continue
+        except ValueError:
+            yield position, UNREADABLE, 0.0, 0
+            continue
         if S_ISREG(st.st_mode):
             yield position, st.st_size, st.st_mtime, link
 

@@ -42,10 +42,18 @@ PIPE_SIZE = 1 << 20
 
 
 def merge(
-    files: FileMap, links: Links, names: list[str], records: Records, offset: int = 0
+    files: FileMap,
+    links: Links,
+    unreadable: list[str],
+    names: list[str],
+    records: Records,
+    offset: int = 0,
 ) -> None:
     for i, size, mtime, link in records:
         name = names[offset + i]
+        if size == stathelper.UNREADABLE:
+            unreadable.append(name)
+            continue
         files[name] = (size, mtime)
         if link:
             links[name] = link
@@ -114,12 +122,12 @@ class Helper:
         """No more names will come."""
         self._closing = True
 
-    def pump(self, files: FileMap, links: Links) -> None:
+    def pump(self, files: FileMap, links: Links, unreadable: list[str]) -> None:
         """Send the names not sent yet and take the results there are, without waiting."""
         if self._process is None:
             return
         self._send()
-        self._receive(files, links)
+        self._receive(files, links, unreadable)
 
     def _send(self) -> None:
         if self._stdin.closed:
@@ -139,7 +147,7 @@ class Helper:
         if self._closing:
             self._stdin.close()
 
-    def _receive(self, files: FileMap, links: Links) -> None:
+    def _receive(self, files: FileMap, links: Links, unreadable: list[str]) -> None:
         while True:
             try:
                 data = os.read(self._stdout.fileno(), PIPE_SIZE)
@@ -152,7 +160,7 @@ class Helper:
                 break
             self._incoming += data
         for done, records in stathelper.decode_blocks(self._incoming):
-            merge(files, links, self.names, records)
+            merge(files, links, unreadable, self.names, records)
             self.done = done
 
     def stop(self) -> None:
@@ -181,6 +189,7 @@ class StatMany:
         self.names: list[str] = []
         self.files: FileMap = {}
         self.links: Links = {}
+        self.unreadable: list[str] = []  # names (files or directories) that could not be read
         self._shared = _cpus() > 1 if shared is None else shared
         self._threshold = MIN_SHARED if shared is None else 0
         self._helper: Helper | None = None
@@ -195,7 +204,7 @@ class StatMany:
             self._helper = Helper(self.dir_fd, self.names)
         # Pumping once per chunk of new names keeps the helper busy at a fraction of the cost.
         if self._helper is not None and len(self.names) - self._pumped >= stathelper.CHUNK:
-            self._helper.pump(self.files, self.links)
+            self._helper.pump(self.files, self.links, self.unreadable)
             self._pumped = len(self.names)
 
     def finish(self) -> FileMap:
@@ -208,10 +217,10 @@ class StatMany:
             while end > (met := helper.done if helper else 0):
                 start = max(end - stathelper.CHUNK, met)
                 records = stathelper.stat_regular(self.dir_fd, names[start:end])
-                merge(files, links, names, records, start)
+                merge(files, links, self.unreadable, names, records, start)
                 end = start
                 if helper is not None:
-                    helper.pump(files, links)
+                    helper.pump(files, links, self.unreadable)
         finally:
             if helper is not None:
                 helper.stop()

@@ -9,15 +9,16 @@ class DaemonStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._events = 0
-        self._verifications = {"ok": 0, "failed": 0}
+        self._verifications = {"ok": 0, "failed": 0, "error": 0}
 
     def count_event(self) -> None:
         with self._lock:
             self._events += 1
 
-    def count_verification(self, ok: bool) -> None:
+    def count_verification(self, result: str) -> None:
+        """ok, failed (the backup is broken) or error (it could not be verified)."""
         with self._lock:
-            self._verifications["ok" if ok else "failed"] += 1
+            self._verifications[result] += 1
 
     @property
     def verifications(self) -> dict[str, int]:

@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from exporter.units import printable
+
 _COLOURS = {"ok": "green", "failing": "yellow", "down": "red"}
 EXIT_CODES = {"ok": 0, "failing": 1, "down": 3}
 
@@ -22,15 +24,18 @@ def render_status(document: dict[str, Any], color: bool) -> str:
         limit = target["max_age"] or target["schedule"] or ""
         verification = target["verification"]
         rows.append(
-            (
-                target["name"],
-                target["state"],
-                newest["name"] if newest else (target["error"] or "none"),
-                f"{newest['age'] if newest else 'never'} / {limit}",
-                newest["size"] if newest else "",
-                str(target["count"]),
-                "-" if verification is None else ("ok" if verification["ok"] else "FAILED"),
-                ", ".join(c["name"] for c in target["checks"] if not c["ok"]) or "-",
+            tuple(
+                printable(cell)
+                for cell in (
+                    target["name"],
+                    target["state"],
+                    newest["name"] if newest else (target["error"] or "none"),
+                    f"{newest['age'] if newest else 'never'} / {limit}",
+                    newest["size"] if newest else "",
+                    str(target["count"]),
+                    "-" if verification is None else ("ok" if verification["ok"] else "FAILED"),
+                    ", ".join(c["name"] for c in target["checks"] if not c["ok"]) or "-",
+                )
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

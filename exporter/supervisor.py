@@ -28,6 +28,7 @@ from exporter.scan import TargetUnavailable, scan_listing
 from exporter.schedule import Schedule, resolve_zone
 from exporter.stats import DaemonStats
 from exporter.timestamps import Stamper, make_stamper
+from exporter.units import printable
 from exporter.watch import TargetEventHandler, Watcher
 
 log = logging.getLogger(__name__)
@@ -123,8 +124,21 @@ def scan_into_index(target: Target, clock: Clock) -> None:
     files, unparsed, recent = target.split(listing.files, finished)
     known = target.index.snapshot().unparsed
     corrections = target.index.apply_scan(
-        files, unparsed, finished, max(0.0, finished - started), recent, listing.inodes
+        files,
+        unparsed,
+        finished,
+        max(0.0, finished - started),
+        recent,
+        listing.inodes,
+        len(listing.unreadable),
     )
+    if len(listing.unreadable) > was.unreadable:
+        log.warning(
+            "target %s: %d entries cannot be read (path too long or no permission; e.g. %s)",
+            target.name,
+            len(listing.unreadable),
+            printable(listing.unreadable[0]),
+        )
     if len(unparsed) > known:
         log.warning(
             "target %s: %d file names do not match name_format %r (e.g. %s); counted apart",

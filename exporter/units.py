@@ -139,3 +139,19 @@ def parse_fraction(value: object) -> float:
 
 def format_fraction(value: float) -> str:
     return f"{value * 100:g}%"
+
+
+def printable(text: str) -> str:
+    """Text safe to print on a terminal or a log line: control characters and the bytes
+    of a name that is not UTF-8 (surrogate-escaped) shown as escapes, so a file name can
+    neither fake a table row nor send terminal escapes."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8
+        return f"\\x{code - 0xDC00:02x}"
+    return ch.encode("unicode_escape").decode("ascii")

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from exporter.index import Clock, Verification
 from exporter.remote import download
@@ -41,6 +41,7 @@ def options_for(target: Target, size: int) -> VerifyOptions:
         sqlite_check=cfg.sqlite_check,
         query=cfg.verify_query,
         timeout=cfg.verify_timeout + size / BYTES_PER_SECOND,
+        max_bytes=cfg.verify_max_bytes,
     )
 
 
@@ -61,18 +62,19 @@ def _verify_remote(target: Target, name: str, size: int) -> VerifyResult | None:
         try:
             download(target.config, name, tmp, target.config.verify_max_size)
         except TargetUnavailable as exc:
-            return VerifyResult(False, f"download failed: {exc}", "download", 0.0)
-        options = options_for(target, size)
-        return verify_file(
-            tmp, VerifyOptions("auto", options.sqlite_check, options.query, options.timeout)
-        )
+            reason = f"cannot verify: download failed: {exc}"
+            return VerifyResult(False, reason, "download", 0.0, error=True)
+        return verify_file(tmp, replace(options_for(target, size), kind="auto"))
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
 
 
-def verify_newest(target: Target, clock: Clock) -> Verification | None:
-    """Verify a target's newest backup now (for `check` and the pool's workers)."""
+def verify_newest(target: Target, clock: Clock) -> Verification | VerifyResult | None:
+    """Verify a target's newest complete backup now (for `check` and the pool's workers).
+
+    A VerifyResult is returned when it could not be verified (``error``): no verdict.
+    """
     newest = target.index.snapshot().settled_newest(clock())
     if newest is None or not wants_verification(target):
         return None
@@ -81,8 +83,8 @@ def verify_newest(target: Target, clock: Clock) -> Verification | None:
     else:
         path = os.path.join(target.config.path, newest.name)
         result = verify_file(path, options_for(target, newest.size))
-    if result is None:
-        return None
+    if result is None or result.error:
+        return result
     return Verification(
         newest.name,
         result.ok,
@@ -188,7 +190,11 @@ class Verifier:
             watch.done = key
         if verification is None:
             return
-        self.stats.count_verification(verification.ok)
+        if isinstance(verification, VerifyResult):  # could not verify: no verdict
+            self.stats.count_verification("error")
+            log.warning("target %s: %s: %s", target.name, key[0], verification.reason)
+            return
+        self.stats.count_verification("ok" if verification.ok else "failed")
         level = logging.INFO if verification.ok else logging.WARNING
         log.log(level, "target %s: %s: %s", target.name, verification.name, verification.reason)
         target.index.set_verification(verification)

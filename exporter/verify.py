@@ -5,22 +5,30 @@
   (or ``quick_check``) and an optional query that must return a row.
 - Compressed files (gzip, bzip2, xz, zstd with the optional ``zstandard`` package):
   read through completely, which checks their CRCs; a compressed SQLite database is
-  streamed into a private temporary file (always removed) and checked as above.
-- tar (plain or compressed): every member listed; zip: ``testzip``.
+  streamed into a temporary file in a private directory (always removed) and checked.
+- tar (plain or compressed): read through member by member; zip: every member read.
 - Checksums: a sidecar ``FILE.sha256`` or a ``SHA256SUMS`` in the directory.
 
-Every reader checks a deadline between chunks; a long SQLite check is interrupted.
+Bounded everywhere: only regular files are ever opened (a FIFO or a device named like a
+backup or a sidecar is refused, never waited on), sidecars are read up to 1 MiB, every
+reader checks the deadline and counts decompressed bytes (``max_bytes``) between chunks,
+inside archive members too, and a long SQLite check is interrupted. What stops a check
+without judging the backup (no space for a temporary copy, a file that cannot be read)
+is a ``VerifyUnavailable``: "cannot verify", never "broken".
 """
 
 from __future__ import annotations
 
 import bz2
 import contextlib
+import errno
 import gzip
 import hashlib
 import lzma
 import os
+import shutil
 import sqlite3
+import stat
 import tarfile
 import tempfile
 import threading
@@ -30,11 +38,19 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, BinaryIO
+
+from exporter.units import printable
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 CHUNK = 1024 * 1024
 KINDS = ("auto", "sqlite", "archive", "checksum", "none")
+MAX_SIDECAR = 1 << 20
+DEFAULT_MAX_BYTES = 64 * 1024**3
+# Left free on the temporary directory's filesystem while a copy is written: this, or
+# 5 % of a smaller filesystem.
+SPACE_RESERVE = 64 * 1024**2
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 _COMPRESSED: dict[str, tuple[bytes, ...]] = {
     "gzip": (b"\x1f\x8b",),
@@ -52,12 +68,17 @@ class VerifyTimeout(VerifyError):
     pass
 
 
+class VerifyUnavailable(Exception):
+    """The check could not be done (no space, unreadable): no verdict on the backup."""
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     ok: bool
     reason: str
     method: str  # what was checked: "sqlite", "gzip+sqlite", "tar.gz", "sha256"...
     duration: float
+    error: bool = False  # True: could not be verified (``ok`` is then False, no verdict)
 
 
 @dataclass(frozen=True)
@@ -66,12 +87,17 @@ class VerifyOptions:
     sqlite_check: str = "integrity_check"  # or quick_check
     query: str | None = None
     timeout: float = 60.0
+    max_bytes: int = DEFAULT_MAX_BYTES  # decompressed bytes read at most
 
 
-class Deadline:
-    def __init__(self, seconds: float) -> None:
+class Budget:
+    """The time and the decompressed bytes a verification may still use."""
+
+    def __init__(self, seconds: float, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.at = time.monotonic() + seconds
         self.seconds = seconds
+        self.max_bytes = max_bytes
+        self.used = 0
 
     def check(self) -> None:
         if time.monotonic() > self.at:
@@ -80,9 +106,50 @@ class Deadline:
     def left(self) -> float:
         return max(0.0, self.at - time.monotonic())
 
+    def spend(self, count: int) -> None:
+        self.check()
+        self.used += count
+        if self.used > self.max_bytes:
+            raise VerifyError(
+                f"more than {self.max_bytes} bytes inside (verify_max_bytes): "
+                "a decompression bomb, or raise the limit"
+            )
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+class NotRegular(OSError):
+    """A path that is not a regular file (it is never opened for reading)."""
+
+
+def open_regular(path: str) -> BinaryIO:
+    """Open a regular file for reading, never blocking: a FIFO, device, socket or
+    directory (or a symlink to one) raises NotRegular instead of being read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegular(f"{_kind_of(mode)}, not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
 
 def _head(path: str, size: int = 512) -> bytes:
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         return handle.read(size)
 
 
@@ -98,30 +165,49 @@ def _is_tar(head: bytes) -> bool:
 
 
 def _open_decompressed(path: str, compression: str) -> IO[bytes]:
-    if compression == "gzip":
-        return gzip.open(path, "rb")
-    if compression == "bzip2":
-        return bz2.open(path, "rb")
-    if compression == "xz":
-        return lzma.open(path, "rb")
+    raw = open_regular(path)
     try:
-        import zstandard
-    except ImportError:
-        raise VerifyError(
-            "zstd backup: install the optional 'zstandard' package to verify it"
-        ) from None
-    return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+        if compression == "gzip":
+            return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        if compression == "bzip2":
+            return bz2.BZ2File(raw, "rb")
+        if compression == "xz":
+            return lzma.LZMAFile(raw, "rb")
+        try:
+            import zstandard
+        except ImportError:
+            raise VerifyError(
+                "zstd backup: install the optional 'zstandard' package to verify it"
+            ) from None
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
+    except BaseException:
+        raw.close()
+        raise
 
 
-def _chunks(stream: IO[bytes], deadline: Deadline) -> Iterator[bytes]:
+class _Metered:
+    """A read-only stream that spends the budget as it is read (tarfile reads through it)."""
+
+    def __init__(self, stream: IO[bytes], budget: Budget) -> None:
+        self.stream = stream
+        self.budget = budget
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(CHUNK if size is None or size < 0 else min(size, CHUNK))
+        self.budget.spend(len(data))
+        return data
+
+
+def _chunks(stream: IO[bytes], budget: Budget) -> Iterator[bytes]:
     while True:
-        deadline.check()
+        budget.check()
         try:
             chunk = stream.read(CHUNK)
-        except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+        except (OSError, EOFError, lzma.LZMAError, zlib.error, zipfile.BadZipFile) as exc:
             raise VerifyError(_describe_stream_error(exc)) from None
         if not chunk:
             return
+        budget.spend(len(chunk))
         yield chunk
 
 
@@ -134,13 +220,15 @@ def _describe_stream_error(exc: BaseException) -> str:
     return text
 
 
-def check_sqlite(path: str, options: VerifyOptions, deadline: Deadline) -> None:
-    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro&immutable=1"
+def check_sqlite(path: str, options: VerifyOptions, budget: Budget) -> None:
+    # fsencode: a name that is not UTF-8 (surrogate-escaped) is quoted byte by byte.
+    quoted = urllib.parse.quote(os.fsencode(os.path.abspath(path)))
+    uri = "file:" + quoted + "?mode=ro&immutable=1"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=1, check_same_thread=False)
     except sqlite3.Error as exc:
         raise VerifyError(str(exc)) from None
-    timer = threading.Timer(deadline.left(), conn.interrupt)
+    timer = threading.Timer(budget.left(), conn.interrupt)
     timer.start()
     try:
         pragma = "quick_check" if options.sqlite_check == "quick_check" else "integrity_check"
@@ -154,7 +242,7 @@ def check_sqlite(path: str, options: VerifyOptions, deadline: Deadline) -> None:
                 raise VerifyError(f"verify_query returned no row: {options.query}")
     except sqlite3.OperationalError as exc:
         if "interrupted" in str(exc):
-            raise VerifyTimeout(f"verification timed out after {deadline.seconds:g}s") from None
+            raise VerifyTimeout(f"verification timed out after {budget.seconds:g}s") from None
         raise VerifyError(str(exc)) from None
     except sqlite3.DatabaseError as exc:
         raise VerifyError(str(exc)) from None
@@ -163,51 +251,108 @@ def check_sqlite(path: str, options: VerifyOptions, deadline: Deadline) -> None:
         conn.close()
 
 
-def _sqlite_from_stream(
-    path: str, compression: str, options: VerifyOptions, deadline: Deadline
-) -> None:
-    """Decompress into a private temporary file (0600, always removed) and check it."""
-    fd, tmp = tempfile.mkstemp(prefix="backup-monitor-verify-", suffix=".db")
+def _room(directory: str) -> int:
+    """Bytes a temporary copy may take there, leaving a reserve free."""
+    st = os.statvfs(directory)
+    reserve = min(SPACE_RESERVE, st.f_blocks * st.f_frsize // 20)
+    return st.f_bavail * st.f_frsize - reserve
+
+
+@contextlib.contextmanager
+def private_copy(suffix: str, at_least: int) -> Iterator[tuple[BinaryIO, str, int]]:
+    """A new file in a private (0700) temporary directory, removed with the directory
+    afterwards: (handle, path, bytes that may be written). Refused when the temporary
+    filesystem has not even ``at_least`` bytes free beyond a reserve."""
+    directory = tempfile.mkdtemp(prefix="backup-monitor-verify-")
     try:
-        with os.fdopen(fd, "wb") as out, _open_decompressed(path, compression) as stream:
-            for chunk in _chunks(stream, deadline):
-                out.write(chunk)
-        check_sqlite(tmp, options, deadline)
+        room = _room(directory)
+        if room < at_least:
+            raise VerifyUnavailable(
+                f"no space for a temporary copy in {os.path.dirname(directory)}"
+            )
+        path = os.path.join(directory, "copy" + suffix)
+        with open(path, "xb") as handle:
+            yield handle, path, room
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
-def _read_through(path: str, compression: str, deadline: Deadline) -> None:
+def _sqlite_from_stream(
+    path: str, compression: str, options: VerifyOptions, budget: Budget
+) -> None:
+    """Decompress into a private temporary copy and check it as a database."""
+    with private_copy(".db", os.path.getsize(path)) as (out, tmp, room):
+        written = 0
+        try:
+            with _open_decompressed(path, compression) as stream:
+                for chunk in _chunks(stream, budget):
+                    written += len(chunk)
+                    if written > room:
+                        raise VerifyUnavailable("no space for a temporary copy")
+                    out.write(chunk)
+            out.flush()
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise VerifyUnavailable(f"no space for a temporary copy: {exc.strerror}") from None
+            raise
+        check_sqlite(tmp, options, budget)
+
+
+def _read_through(path: str, compression: str, budget: Budget) -> None:
     with _open_decompressed(path, compression) as stream:
-        for _ in _chunks(stream, deadline):
+        for _ in _chunks(stream, budget):
             pass
 
 
-def _list_tar(path: str, deadline: Deadline) -> int:
+def _read_tar(path: str, compression: str | None, budget: Budget) -> int:
+    """Read a tar stream member by member (the budget is spent inside members too)."""
+    stream = _open_decompressed(path, compression) if compression else open_regular(path)
     try:
-        with tarfile.open(path, "r:*") as archive:
+        with tarfile.open(fileobj=_Metered(stream, budget), mode="r|") as archive:  # type: ignore[call-overload]
             count = 0
             for _member in archive:
-                deadline.check()
+                budget.check()
                 count += 1
             return count
-    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error) as exc:
         raise VerifyError(f"tar: {_describe_stream_error(exc)}") from None
+    except OSError as exc:
+        if isinstance(exc, NotRegular):
+            raise
+        raise VerifyError(f"tar: {_describe_stream_error(exc)}") from None
+    finally:
+        stream.close()
 
 
-def _test_zip(path: str) -> None:
+def _read_zip(path: str, budget: Budget) -> None:
+    """Read every member through, which checks its CRC, within the budget."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        with open_regular(path) as raw, zipfile.ZipFile(raw) as archive:
+            for info in archive.infolist():
+                try:
+                    with archive.open(info) as member:
+                        for _ in _chunks(member, budget):
+                            pass
+                except VerifyTimeout:
+                    raise
+                except VerifyError as exc:
+                    raise VerifyError(f"{exc} for member {printable(info.filename)}") from None
+    except VerifyTimeout:
+        raise
+    except VerifyError as exc:
         raise VerifyError(f"zip: {exc}") from None
-    if bad is not None:
-        raise VerifyError(f"zip: CRC check failed for member {bad}")
+    except (zipfile.BadZipFile, EOFError, NotImplementedError) as exc:
+        raise VerifyError(f"zip: {_describe_stream_error(exc)}") from None
+    except RuntimeError as exc:  # an encrypted member without its password
+        raise VerifyError(f"zip: {exc}") from None
 
 
 def expected_sha256(path: str) -> str | None:
-    """The digest a sidecar FILE.sha256 or the directory's SHA256SUMS gives, if any."""
+    """The digest a sidecar FILE.sha256 or the directory's SHA256SUMS gives, if any.
+
+    A sidecar that is not a regular file (a FIFO, a link to a device) is ignored, and
+    only its first MiB is read.
+    """
     name = os.path.basename(path)
     candidates = [
         path + ".sha256",
@@ -216,11 +361,11 @@ def expected_sha256(path: str) -> str | None:
     ]
     for candidate in candidates:
         try:
-            with open(candidate, encoding="utf-8", errors="replace") as handle:
-                lines = handle.read().splitlines()
+            with open_regular(candidate) as handle:
+                text = handle.read(MAX_SIDECAR).decode("utf-8", errors="replace")
         except OSError:
             continue
-        for line in lines:
+        for line in text.splitlines():
             parts = line.split()
             if not parts:
                 continue
@@ -231,10 +376,10 @@ def expected_sha256(path: str) -> str | None:
     return None
 
 
-def _check_sha256(path: str, expected: str, deadline: Deadline) -> None:
+def _check_sha256(path: str, expected: str, budget: Budget) -> None:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in _chunks(handle, deadline):
+    with open_regular(path) as handle:
+        for chunk in _chunks(handle, budget):
             digest.update(chunk)
     if digest.hexdigest() != expected:
         raise VerifyError("sha256 mismatch with its checksum file")
@@ -257,14 +402,14 @@ def kind_by_name(path: str) -> str:
     return "archive" if name.endswith(_ARCHIVE_SUFFIXES) else "auto"
 
 
-def _content(path: str, options: VerifyOptions, deadline: Deadline) -> str | None:  # noqa: PLR0911 - one return per file type
+def _content(path: str, options: VerifyOptions, budget: Budget) -> str | None:  # noqa: PLR0911 - one return per file type
     """Check the content; returns what was checked, or None when nothing applies."""
     head = _head(path)
     kind = kind_by_name(path) if options.kind == "auto" else options.kind
     if head.startswith(SQLITE_MAGIC):
         if kind == "archive":
             raise VerifyError("a SQLite database, not an archive")
-        check_sqlite(path, options, deadline)
+        check_sqlite(path, options, budget)
         return "sqlite"
     compression = compression_of(head)
     if compression:
@@ -274,22 +419,22 @@ def _content(path: str, options: VerifyOptions, deadline: Deadline) -> str | Non
             except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
                 raise VerifyError(_describe_stream_error(exc)) from None
         if inner.startswith(SQLITE_MAGIC) and kind != "archive":
-            _sqlite_from_stream(path, compression, options, deadline)
+            _sqlite_from_stream(path, compression, options, budget)
             return f"{compression}+sqlite"
         if kind == "sqlite":
             raise VerifyError(f"{compression} data that is not a SQLite database")
         if _is_tar(inner):
-            _list_tar(path, deadline)
+            _read_tar(path, compression, budget)
             return f"tar+{compression}"
-        _read_through(path, compression, deadline)
+        _read_through(path, compression, budget)
         return compression
     if kind == "sqlite":
         raise VerifyError("not a SQLite database (no SQLite header)")
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        _test_zip(path)
+        _read_zip(path, budget)
         return "zip"
     if _is_tar(head):
-        _list_tar(path, deadline)
+        _read_tar(path, None, budget)
         return "tar"
     if kind == "archive":
         raise VerifyError("not a recognised archive (gzip, bzip2, xz, zstd, tar, zip)")
@@ -301,26 +446,28 @@ def verify_file(
 ) -> VerifyResult | None:
     """Verify one file; None when ``auto`` finds nothing it can check."""
     started = clock()
-    deadline = Deadline(options.timeout)
+    budget = Budget(options.timeout, options.max_bytes)
     methods: list[str] = []
     try:
         if options.kind in ("auto", "checksum"):
             expected = expected_sha256(path)
             if expected is not None:
-                _check_sha256(path, expected, deadline)
+                _check_sha256(path, expected, budget)
                 methods.append("sha256")
             elif options.kind == "checksum":
                 raise VerifyError("no checksum found (FILE.sha256 or SHA256SUMS)")
         if options.kind != "checksum":
-            method = _content(path, options, deadline)
+            method = _content(path, options, budget)
             if method:
                 methods.insert(0, method)
     except VerifyError as exc:
         return VerifyResult(False, str(exc), "+".join(methods) or options.kind, clock() - started)
+    except VerifyUnavailable as exc:
+        reason = f"cannot verify: {exc}"
+        return VerifyResult(False, reason, options.kind, clock() - started, error=True)
     except OSError as exc:
-        return VerifyResult(
-            False, f"cannot read: {exc.strerror or exc}", options.kind, clock() - started
-        )
+        reason = f"cannot verify: {exc.strerror or exc}"
+        return VerifyResult(False, reason, options.kind, clock() - started, error=True)
     if not methods:
         return None
     return VerifyResult(True, f"{' and '.join(methods)} ok", "+".join(methods), clock() - started)

@@ -23,12 +23,12 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 import bcrypt
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from exporter.config import ConfigError, format_validation_error
+from exporter.config import ConfigError, format_validation_error, parse_yaml, read_text
 from exporter.http import StartResponse, WSGIApp
 
+BCRYPT_MAX = 72  # bytes of a password bcrypt looks at
 # Endpoints a container or load balancer probes without credentials; they reveal nothing.
 OPEN_PATHS = frozenset({"/healthz"})
 
@@ -54,13 +54,7 @@ class WebConfig(BaseModel):
 
 
 def load_web_config(path: str) -> WebConfig:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read web config {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML in web config {path}: {exc}") from None
+    data = parse_yaml(read_text(path, "web config"), f"web config {path}") or {}
     try:
         config = WebConfig.model_validate(data)
     except ValidationError as exc:
@@ -97,6 +91,10 @@ class BasicAuth:
     def __init__(self, app: WSGIApp, users: dict[str, str]) -> None:
         self.app = app
         self.users = {u: h.encode() for u, h in users.items()}
+        # An unknown user is checked against this, at the configured cost, so that the
+        # time of a 401 does not tell which user names exist.
+        cost = max(int(h.split(b"$")[2]) for h in self.users.values()) if self.users else 10
+        self._dummy = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=cost))
         # bcrypt is slow on purpose; remember passwords already checked (keyed by a salted
         # digest, never the password itself), as Prometheus' exporter-toolkit does.
         self._salt = os.urandom(16)
@@ -112,13 +110,17 @@ class BasicAuth:
         except (binascii.Error, UnicodeDecodeError):
             return False
         hashed = self.users.get(user)
-        if not sep or hashed is None:
+        secret = password.encode()
+        if not sep or hashed is None or len(secret) > BCRYPT_MAX:
+            # The same work as for a known user, then no: bcrypt reads 72 bytes at most
+            # (and bcrypt 5 refuses more), so a longer password is never a match.
+            bcrypt.checkpw(secret[:BCRYPT_MAX], self._dummy)
             return False
         key = hmac.new(self._salt, f"{user}\0{password}".encode(), hashlib.sha256).digest()
         with self._lock:
             if key in self._verified:
                 return True
-        if not bcrypt.checkpw(password.encode(), hashed):
+        if not bcrypt.checkpw(secret, hashed):
             return False
         with self._lock:
             self._verified.add(key)

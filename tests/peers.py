@@ -27,6 +27,7 @@ class WebhookReceiver:
         self.requests: list[dict[str, Any]] = []
         self.times: list[float] = []  # when each request arrived (time.time())
         self.mode = "ok"
+        self.delay = 0.0  # seconds before answering (a slow endpoint)
         self.hang = threading.Event()
         self.received = threading.Condition()
         receiver = self
@@ -44,6 +45,7 @@ class WebhookReceiver:
                     receiver.hang.wait(30)
                     return
                 status = 500 if receiver.mode == "fail" else 200
+                receiver.hang.wait(receiver.delay)  # a slow endpoint's own pace
                 with receiver.received:
                     if status == 200:
                         receiver.requests.append(payload)

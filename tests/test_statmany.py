@@ -68,7 +68,7 @@ def run_helper(helper: Helper, files: FileMap, until: Callable[[], bool]) -> lis
     progress = []
     deadline = time.monotonic() + 30
     while not until() and time.monotonic() < deadline:
-        helper.pump(files, {})
+        helper.pump(files, {}, [])
         progress.append(helper.done)
         time.sleep(0.002)
     return progress

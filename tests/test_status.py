@@ -138,7 +138,7 @@ def browser():
 def test_status_page_in_a_real_browser(tmp_path: Path, start_daemon, browser) -> None:
     from selenium.webdriver.common.by import By
 
-    daemon = start_daemon(make_config(targets=three_targets(tmp_path), status_refresh="0.5s"))
+    daemon = start_daemon(make_config(targets=three_targets(tmp_path), status_refresh="1s"))
     browser.get(daemon.url.removesuffix("/metrics") + "/")
 
     # Read through one script call: the page replaces its rows at every refresh, so an
