@@ -8,6 +8,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
 COPY alerts ./alerts
+# The dashboard ships in the wheel (backup-monitor dashboard renders it).
+COPY grafana/dashboards ./grafana/dashboards
 # Wheels of the program and everything it needs, for a clean runtime stage.
 RUN python3 -m pip wheel --no-cache-dir --wheel-dir /wheels "${PACKAGE}"
 

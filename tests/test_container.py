@@ -198,6 +198,11 @@ def test_image_builds_and_runs(tmp_path: Path) -> None:
         wait_for(lambda: 'backup_verify_ok{target="quota-proxy"} 1.0' in fetch(url), timeout=60)
         uid = run(*in_container, container, "--", "id", "-u").stdout
         assert uid.strip() == "10001"
+        # The wheel ships the rules and the dashboard the CLI renders.
+        command = [*in_container, container, "--", "backup-monitor"]
+        rendered = run(*command, "dashboard", "--namespace", "quota_proxy_backup").stdout
+        assert "quota_proxy_backup_age_seconds" in rendered
+        assert "alert: BackupTooOld" in run(*command, "rules").stdout
         run(
             *in_container,
             container,
