@@ -1,39 +1,45 @@
-"""The checks: small pure functions of (snapshot, target, now).
+"""The checks: small pure functions of (snapshot, target, now, source snapshot), and the
+table that says everything else about each (summary, Prometheus alert, runbook).
 
 A check returns a CheckResult, or None when it does not apply to the target
 (``count`` without bounds, ``schedule`` without a cron expression...).
 ``next_change_at`` is the moment the result can flip with no file activity at
 all (the newest backup crossing ``max_age``, a schedule's deadline), so the
-evaluator sleeps until exactly then instead of polling. Adding a check is adding
-one function to CHECKS, one Prometheus rule and one README row.
+evaluator sleeps until exactly then instead of polling. The figures a check
+computes (missing runs, size ratio, ...) travel in its result, so the collector
+publishes them without computing anything. Adding a check is adding one function
+and one record to CHECKS; a test asserts its rule and runbook entry exist.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.analysis import mirror_lag, missing_runs, retention_violations, settled_size_ratio
+from exporter.analysis import mirror_copy, missing_runs, retention_violations, settled_size_ratio
+from exporter.evaluation import INTERNAL_ERROR, CheckResult, Evaluation
 from exporter.index import TargetSnapshot
 from exporter.supervisor import Target
 from exporter.units import format_duration, humanize_age, humanize_size
 
+log = logging.getLogger(__name__)
 
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    ok: bool
-    reason: str
-    next_change_at: float | None = None
+# (the target's snapshot, the target, now, the mirrored target's snapshot or None)
+Check = Callable[[TargetSnapshot, Target, float, TargetSnapshot | None], CheckResult | None]
 
-
-Check = Callable[[TargetSnapshot, Target, float], CheckResult | None]
+# An evaluation older than this is computed again even if nothing changed, so reasons
+# that quote an age ("is 3h 5m old") stay true to within this on the status page.
+REFRESH = 60.0
 
 
 def _down(snap: TargetSnapshot) -> CheckResult:
     return CheckResult(False, f"target is down: {snap.error}")
 
 
-def check_age(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+def check_age(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
     max_age = target.config.effective_max_age
     if max_age is None:
         return None
@@ -54,7 +60,9 @@ def _writing_note(snap: TargetSnapshot, now: float) -> str:
     return f" ({writing[-1].name} is still being written)" if writing else ""
 
 
-def check_size(snap: TargetSnapshot, target: Target, now: float) -> CheckResult:
+def check_size(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult:
     """The newest complete backup: one still being written is judged once it settles."""
     if not snap.up:
         return _down(snap)
@@ -69,7 +77,9 @@ def check_size(snap: TargetSnapshot, target: Target, now: float) -> CheckResult:
     return CheckResult(newest.size >= target.config.min_size, text, snap.settles_at(now))
 
 
-def check_writing(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+def check_writing(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
     """A backup that keeps changing for longer than ``max_write_time`` is stuck."""
     if target.config.remote:
         return None
@@ -91,7 +101,9 @@ def check_writing(snap: TargetSnapshot, target: Target, now: float) -> CheckResu
     return CheckResult(True, text, min(due, settles) if settles is not None else due)
 
 
-def check_count(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+def check_count(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
     low, high = target.config.min_count, target.config.max_count
     if low is None and high is None:
         return None
@@ -104,13 +116,17 @@ def check_count(snap: TargetSnapshot, target: Target, now: float) -> CheckResult
     return CheckResult(ok, f"{snap.count} backups ({bounds})")
 
 
-def check_target_down(snap: TargetSnapshot, target: Target, now: float) -> CheckResult:
+def check_target_down(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult:
     if not snap.up:
         return CheckResult(False, f"{target.config.path}: {snap.error}")
     return CheckResult(True, f"{target.config.path} is readable")
 
 
-def check_schedule(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+def check_schedule(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
     if target.schedule is None:
         return None
     if not snap.up:
@@ -118,14 +134,19 @@ def check_schedule(snap: TargetSnapshot, target: Target, now: float) -> CheckRes
     newest = snap.newest.mtime if snap.newest else None
     run, deadline = target.schedule.expected(newest, now)
     grace = format_duration(target.schedule.grace)
+    figures = {"next_expected_timestamp_seconds": run, "deadline_timestamp_seconds": deadline}
     if now >= deadline:
         return CheckResult(
             False,
             f"no backup for the run of {target.local_time(run)} "
             f"({target.config.schedule}, grace {grace})",
+            figures=figures,
         )
     return CheckResult(
-        True, f"next backup expected for the run of {target.local_time(run)}", deadline
+        True,
+        f"next backup expected for the run of {target.local_time(run)}",
+        deadline,
+        figures,
     )
 
 
@@ -133,7 +154,9 @@ def gap_window(target: Target) -> float:
     return target.config.retention or target.config.gap_window
 
 
-def check_gaps(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+def check_gaps(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
     if not target.config.gaps_enabled:
         return None
     if not snap.up:
@@ -141,15 +164,20 @@ def check_gaps(snap: TargetSnapshot, target: Target, now: float) -> CheckResult 
     missing = missing_runs(snap.history, target.schedule, gap_window(target), now)
     limit = target.config.max_missing_runs
     window = format_duration(gap_window(target))
+    figures = {"missing_runs": float(len(missing))}
     if len(missing) > limit:
         shown = ", ".join(target.local_time(m) for m in missing[:10]) + (
             " ..." if len(missing) > 10 else ""
         )
         return CheckResult(
-            False, f"{len(missing)} runs without a backup in the last {window}: {shown}"
+            False,
+            f"{len(missing)} runs without a backup in the last {window}: {shown}",
+            figures=figures,
         )
     return CheckResult(
-        True, f"{len(missing)} runs without a backup in the last {window} (max {limit})"
+        True,
+        f"{len(missing)} runs without a backup in the last {window} (max {limit})",
+        figures=figures,
     )
 
 
@@ -170,18 +198,24 @@ def _size_check(
         f"{ratio * 100:.0f}% of the median {humanize_size(median)} of the previous backups"
     ) + _writing_note(snap, now)
     failing = ratio < 1 - limit if shrink else ratio > 1 + limit
-    return CheckResult(not failing, text, settles)
+    return CheckResult(not failing, text, settles, {"size_ratio": ratio})
 
 
-def check_shrink(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+def check_shrink(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
     return _size_check(snap, target, now, target.config.max_shrink, shrink=True)
 
 
-def check_growth(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+def check_growth(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
     return _size_check(snap, target, now, target.config.max_growth, shrink=False)
 
 
-def check_retention(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+def check_retention(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
     retention = target.config.retention
     if retention is None:
         return None
@@ -190,15 +224,20 @@ def check_retention(snap: TargetSnapshot, target: Target, now: float) -> CheckRe
     grace = target.config.retention_grace
     violations = retention_violations(snap.history, retention, grace, now)
     limit = format_duration(retention)
+    figures = {"retention_violations": float(violations)}
     if violations:
         return CheckResult(
-            False, f"{violations} backups older than the {limit} retention are still present"
+            False,
+            f"{violations} backups older than the {limit} retention are still present",
+            figures=figures,
         )
     next_change = snap.oldest.mtime + retention + grace if snap.oldest else None
-    return CheckResult(True, f"no backup older than the {limit} retention", next_change)
+    return CheckResult(True, f"no backup older than the {limit} retention", next_change, figures)
 
 
-def check_verify(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
+def check_verify(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
     verification = snap.verification
     if target.config.verify == "none" or verification is None:
         return None  # nothing verified yet: no verdict
@@ -211,58 +250,115 @@ def check_verify(snap: TargetSnapshot, target: Target, now: float) -> CheckResul
     return CheckResult(verification.ok, reason)
 
 
-def check_mirror(snap: TargetSnapshot, target: Target, now: float) -> CheckResult | None:
-    if target.mirror_source is None:
+def check_mirror(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
+    """The mirrored target's newest backup must be here (same name and size) within
+    ``mirror_lag``; ``source`` is that target's snapshot."""
+    if target.mirror_source is None or source is None:
         return None
     if not snap.up:
         return _down(snap)
-    lag = mirror_lag(target, now)
-    newest = target.mirror_source.index.snapshot().newest
-    if lag is None or newest is None:
+    newest = source.newest
+    if newest is None:
         return CheckResult(True, f"{target.config.mirror_of} has no backup to mirror")
-    if lag == 0:
-        return CheckResult(True, f"{newest.name} is mirrored")
-    limit = target.config.mirror_lag
+    if mirror_copy(snap, newest):
+        return CheckResult(True, f"{newest.name} is mirrored", figures={"mirror_lag_seconds": 0})
+    lag, limit = max(0.0, now - newest.mtime), target.config.mirror_lag
     text = (
         f"{newest.name} from {target.config.mirror_of} missing here for {humanize_age(lag)} "
         f"(max {format_duration(limit)})"
     )
+    since = {"mirror_lag_seconds": newest.mtime}
     if lag > limit:
-        return CheckResult(False, text)
-    return CheckResult(True, text, next_change_at=newest.mtime + limit)
+        return CheckResult(False, text, since=since)
+    return CheckResult(True, text, next_change_at=newest.mtime + limit, since=since)
 
 
-CHECKS: dict[str, Check] = {
-    "age": check_age,
-    "size": check_size,
-    "writing": check_writing,
-    "count": check_count,
-    "target_down": check_target_down,
-    "schedule": check_schedule,
-    "gaps": check_gaps,
-    "shrink": check_shrink,
-    "growth": check_growth,
-    "retention": check_retention,
-    "verify": check_verify,
-    "mirror": check_mirror,
-}
+@dataclass(frozen=True)
+class CheckSpec:
+    """Everything the program knows of one check; the rest is derived from this table."""
+
+    name: str
+    summary: str  # the notification's title: "[FIRING] {summary}: {target}"
+    function: Check
+    alert: str  # the bundled Prometheus rule that mirrors it (its alertname)
+    needs_history: bool = False  # whether it looks past the newest backup
+
+    @property
+    def runbook(self) -> str:
+        """Its anchor in the README's runbook (one heading per alert)."""
+        return self.alert.lower()
 
 
-def evaluate(snap: TargetSnapshot, target: Target, now: float) -> dict[str, CheckResult]:
-    """Every applicable check's result, in CHECKS order."""
+CHECKS: tuple[CheckSpec, ...] = (
+    CheckSpec("age", "backup too old", check_age, "BackupTooOld"),
+    CheckSpec("size", "backup too small", check_size, "BackupTooSmall"),
+    CheckSpec("writing", "backup still being written", check_writing, "BackupStuckWriting"),
+    CheckSpec("count", "too few backups", check_count, "BackupCountLow"),
+    CheckSpec("target_down", "backup directory unreadable", check_target_down, "BackupTargetDown"),
+    CheckSpec("schedule", "backup late", check_schedule, "BackupLate"),
+    CheckSpec("gaps", "backups missing from the series", check_gaps, "BackupRunsMissing", True),
+    CheckSpec("shrink", "backup shrank", check_shrink, "BackupShrunk", True),
+    CheckSpec("growth", "backup grew", check_growth, "BackupGrew", True),
+    CheckSpec(
+        "retention", "old backups not pruned", check_retention, "BackupRetentionViolated", True
+    ),
+    CheckSpec("verify", "backup failed verification", check_verify, "BackupVerifyFailed"),
+    CheckSpec("mirror", "off-site copy missing", check_mirror, "BackupMirrorLagging", True),
+)
+BY_NAME = {spec.name: spec for spec in CHECKS}
+SUMMARIES = {spec.name: spec.summary for spec in CHECKS}
+
+ErrorHandler = Callable[[str, str], None]
+_logged_errors: set[tuple[str, str]] = set()
+
+
+def evaluate(
+    snap: TargetSnapshot,
+    target: Target,
+    now: float,
+    source: TargetSnapshot | None = None,
+    on_error: ErrorHandler | None = None,
+) -> dict[str, CheckResult]:
+    """Every applicable check's result, in table order.
+
+    A check that raises is reported not ok ("internal error"), logged once per target
+    and check, and passed to ``on_error``; the others are unaffected.
+    """
     results: dict[str, CheckResult] = {}
-    for name, check in CHECKS.items():
-        result = check(snap, target, now)
+    for spec in CHECKS:
+        try:
+            result = spec.function(snap, target, now, source)
+        except Exception:  # one broken check must not take the others (or /metrics) down
+            if (target.name, spec.name) not in _logged_errors:
+                _logged_errors.add((target.name, spec.name))
+                log.exception("check %s of target %s failed", spec.name, target.name)
+            if on_error is not None:
+                on_error(target.name, spec.name)
+            result = CheckResult(False, INTERNAL_ERROR)
         if result is not None:
-            results[name] = result
+            results[spec.name] = result
     return results
 
 
-def check_states(snap: TargetSnapshot, target: Target, now: float) -> dict[str, bool]:
-    """{check: passed}, the form the collector publishes."""
-    return {name: result.ok for name, result in evaluate(snap, target, now).items()}
+def evaluate_target(target: Target, now: float, on_error: ErrorHandler | None = None) -> Evaluation:
+    """The target's evaluation, computed again only when due (its snapshot, or the
+    mirrored target's, changed; time crossed a deadline; or it is REFRESH old)."""
+    snap = target.index.snapshot()
+    source = target.mirror_source.index.snapshot() if target.mirror_source else None
+    key = (snap.version, source.version if source is not None else -1)
+    current = target.evaluation
+    if current is not None and not current.due(key, now) and now - current.at < REFRESH:
+        return current
+    errors: list[str] = []
 
+    def failed(target_name: str, check: str) -> None:
+        errors.append(check)
+        if on_error is not None:
+            on_error(target_name, check)
 
-def check_list(snap: TargetSnapshot, target: Target, now: float) -> list[tuple[str, bool, str]]:
-    """[(check, passed, reason)], the form the status page shows."""
-    return [(name, r.ok, r.reason) for name, r in evaluate(snap, target, now).items()]
+    results = evaluate(snap, target, now, source, failed)
+    evaluation = Evaluation(key, now, results, tuple(errors))
+    target.evaluation = evaluation  # published whole: readers see the old or the new
+    return evaluation

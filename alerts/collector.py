@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator, Sequence
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from alerts.checks import evaluate
 from alerts.service import Alerting
 from exporter.supervisor import Target
 
@@ -30,13 +29,22 @@ class AlertCollector(Collector):
             "1 while backup-monitor's own alert for the target and check is firing.",
             "gauge",
         )
-        now = alerting.clock()
+        statuses = alerting.state.statuses()  # the label set: what the state machine knows
+        errors = Metric(
+            "backup_monitor_check_errors",
+            "Evaluations in which a check raised (reported not ok, 'internal error').",
+            "counter",
+        )
+        failed = alerting.evaluator.check_errors
         for target in self.targets():
             labels = {"target": target.name, **target.config.labels}
-            for check in evaluate(target.index.snapshot(), target, now):
-                is_firing = alerting.state.is_firing(target.name, check)
+            for check, is_firing in statuses.get(target.name, ()):
                 firing.add_sample(firing.name, {**labels, "check": check}, int(is_firing))
+                if (target.name, check) in failed:
+                    count = failed[(target.name, check)]
+                    errors.add_sample(f"{errors.name}_total", {**labels, "check": check}, count)
         yield firing
+        yield errors
         sent = Metric(
             "backup_monitor_notifications",
             "Notification attempts per URL, by result (a failed attempt is retried).",

@@ -1,11 +1,12 @@
-"""The evaluator thread: checks -> alert state -> notifications, on time.
+"""The evaluator thread: checks -> one Evaluation per target -> alert state -> notifications.
 
-It evaluates every target when an index changes (indexes call ``wake``) and
-otherwise sleeps until the earliest moment anything can change by itself: the
-newest backup crossing ``max_age`` (each check's ``next_change_at``), a ``for``
-running out, a held alert's ``min_interval``, a ``repeat_interval``. So an age
-breach with no file activity is noticed within milliseconds of the deadline;
-a 30-second safety tick covers clock jumps.
+It wakes when an index changes (indexes call ``wake``) and otherwise sleeps until the
+earliest moment anything can change by itself: the newest backup crossing ``max_age``
+(each result's ``next_change_at``), a ``for`` running out, a held alert's
+``min_interval``, a ``repeat_interval``. A target's checks are computed again only when
+its snapshot changed or such a moment came (``evaluate_target``), and the result is
+published on the target for every reader. So an age breach with no file activity is
+noticed within milliseconds of the deadline; a 30-second safety tick covers clock jumps.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from alerts.checks import evaluate
+from alerts.checks import REFRESH, evaluate_target
 from alerts.messages import FIRING, Notification, render
 from alerts.state import AlertState
 from exporter.config import NotifyConfig
@@ -51,6 +52,18 @@ class Evaluator:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.rounds = 0
+        self._lock = threading.Lock()
+        self._check_errors: dict[tuple[str, str], int] = {}
+
+    def _check_failed(self, target: str, check: str) -> None:
+        with self._lock:
+            self._check_errors[(target, check)] = self._check_errors.get((target, check), 0) + 1
+
+    @property
+    def check_errors(self) -> dict[tuple[str, str], int]:
+        """(target, check) -> evaluations in which that check raised."""
+        with self._lock:
+            return dict(self._check_errors)
 
     def wake(self, _target: str = "") -> None:
         self._wake.set()
@@ -65,10 +78,15 @@ class Evaluator:
             snap = target.index.snapshot()
             if not snap.scanned:
                 continue  # start-up grace: not judged before its first scan or listing
-            for check, result in evaluate(snap, target, now).items():
+            # Computed again only where due; the state machine still sees every result,
+            # since its own timers (for, repeat, min_interval) move with time.
+            evaluation = evaluate_target(target, now, self._check_failed)
+            snap = target.index.snapshot()
+            if evaluation.next_change_at != float("inf"):
+                moments.append(evaluation.next_change_at + DEADLINE_SLACK)
+            moments.append(evaluation.at + REFRESH)
+            for check, result in evaluation.results.items():
                 keep.add((target.name, check))
-                if result.next_change_at is not None:
-                    moments.append(result.next_change_at + DEADLINE_SLACK)
                 if not snap.up and check != "target_down":
                     continue  # a down target alerts once, as target_down; others hold
                 for notice in self.state.update(
@@ -100,6 +118,11 @@ class Evaluator:
         return min(moments, default=None)
 
     def start(self) -> None:
+        # The first round here, so the first scrape already has every verdict.
+        try:
+            self.evaluate_once()
+        except Exception:  # the thread's rounds go on whatever this one did
+            log.exception("alert evaluation failed")
         self._thread = threading.Thread(target=self._run, name="evaluator", daemon=True)
         self._thread.start()
 

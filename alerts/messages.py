@@ -8,26 +8,12 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from alerts.checks import SUMMARIES
 from exporter.config import NotifyConfig, TargetConfig
 from exporter.index import TargetSnapshot
 from exporter.units import format_duration, humanize_age, humanize_size
 
 FIRING, RESOLVED, TEST = "FIRING", "RESOLVED", "TEST"
-
-SUMMARIES = {
-    "age": "backup too old",
-    "size": "backup too small",
-    "writing": "backup still being written",
-    "count": "too few backups",
-    "target_down": "backup directory unreadable",
-    "schedule": "backup late",
-    "gaps": "backups missing from the series",
-    "shrink": "backup shrank",
-    "growth": "backup grew",
-    "retention": "old backups not pruned",
-    "verify": "backup failed verification",
-    "mirror": "off-site copy missing",
-}
 
 
 @dataclass(frozen=True)

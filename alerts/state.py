@@ -96,6 +96,14 @@ class AlertState:
                     moments.append(rec.last_notice + self.repeat_interval)
         return min(moments, default=None)
 
+    def statuses(self) -> dict[str, list[tuple[str, bool]]]:
+        """target -> [(check, firing)] for every check the state machine has seen."""
+        grouped: dict[str, list[tuple[str, bool]]] = {}
+        with self._lock:
+            for (target, check), rec in self._records.items():
+                grouped.setdefault(target, []).append((check, rec.status == "firing"))
+        return grouped
+
     def is_firing(self, target: str, check: str) -> bool:
         with self._lock:
             rec = self._records.get((target, check))

@@ -6,6 +6,9 @@ python -m bench.baseline PORT DIR [tree]    scan per scrape: an exporter that li
 python -m bench.baseline PORT --constant BYTES
                                             the floor: the daemon's HTTP server answering
                                             a constant body of that size, no work at all
+python -m bench.baseline PORT --samples N   prometheus-client rendering N constant samples
+                                            (in families of 200) through its own WSGI app:
+                                            the floor of the many-targets benchmark
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 from exporter.http import HttpServer
 from exporter.matcher import Matcher
@@ -51,10 +58,44 @@ def constant_app(size: int) -> Callable[..., Iterable[bytes]]:
     return app
 
 
+class ConstantSamples(Collector):
+    """``count`` gauge samples with nothing computed: only prometheus-client's rendering."""
+
+    def __init__(self, count: int, per_family: int = 200) -> None:
+        self.count = count
+        self.per_family = per_family
+
+    def collect(self) -> Iterator[Metric]:
+        left, family = self.count, 0
+        while left > 0:
+            metric = Metric(f"floor_metric_{family}", "A constant.", "gauge")
+            for i in range(min(left, self.per_family)):
+                metric.add_sample(metric.name, {"target": f"t{i:03d}"}, 1.0)
+            left -= self.per_family
+            family += 1
+            yield metric
+
+
+def samples_app(count: int) -> Callable[..., Iterable[bytes]]:
+    registry = CollectorRegistry()
+    registry.register(ConstantSamples(count))
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        return metrics(environ, start_response)
+
+    return app
+
+
 def main() -> None:
     port, what, *rest = sys.argv[1:]
     if what == "--constant":
         app = constant_app(int(rest[0]))
+    elif what == "--samples":
+        app = samples_app(int(rest[0]))
     else:
         app = scan_per_scrape_app(Path(what), "tree" in rest)
     server = HttpServer(app, "127.0.0.1", int(port))

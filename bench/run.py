@@ -293,6 +293,82 @@ def bench_idle_cpu(root: Path, tmp: Path, seconds: float) -> dict[str, float]:
     return results
 
 
+# --- 6. many targets ------------------------------------------------------------------------
+
+
+def make_fleet(root: Path, targets: int, days: int) -> Path:
+    """``targets`` directories, each a nightly series of ``days`` backups, and a config
+    with schedule, gaps, retention and growth checks for every one."""
+    now = time.time()
+    lines = ["targets:"]
+    for t in range(targets):
+        directory = root / f"host-{t:03d}"
+        directory.mkdir(parents=True)
+        for day in range(days):
+            stamp = (now // 86400 - day) * 86400 + 7200  # 02:00 UTC, day by day
+            if stamp > now:
+                continue
+            path = directory / time.strftime("backup-%Y-%m-%d-02-00-00.db", time.gmtime(stamp))
+            path.write_bytes(b"x" * (4096 + day))
+            os.utime(path, (stamp, stamp))
+        lines.append(
+            f"  - {{name: host-{t:03d}, path: '{directory}', patterns: ['backup-*'], "
+            "verify: none, schedule: '0 2 * * *', timezone: UTC, retention: 30d, "
+            "gaps: true, max_growth: 50%}"
+        )
+    config = root / "fleet.yml"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def bench_many_targets(
+    tmp: Path, targets: int, days: int, reps: int, idle: float
+) -> dict[str, Any]:
+    """A central backup server: scrape and API latency at ``targets`` targets next to
+    prometheus-client rendering as many samples with nothing computed, and idle CPU."""
+    config = make_fleet(tmp / "fleet", targets, days)
+    port = free_port()
+    env = {"BACKUP_MONITOR_STATE_DIR": str(tmp / "state-fleet")}
+    args = [sys.executable, "-m", "exporter", "serve", "--config", str(config)]
+    daemon = Child([*args, "--listen", f"127.0.0.1:{port}", "--log-level", "error"], env)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        wait_until(lambda: _answers(url), 300, 0.05)
+        body = max((http_get(url) for _ in range(WARM_UP)), key=len)
+        samples = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+        scrape = summary(repeat(lambda: http_get(url), reps))
+        api_url = url.replace("/metrics", "/api/v1/targets")
+        api = summary(repeat(lambda: http_get(api_url), max(10, reps // 2)))
+        before = daemon.cpu_seconds()
+        time.sleep(idle)
+        idle_cpu = (daemon.cpu_seconds() - before) / idle * 100
+    finally:
+        daemon.stop()
+    floor_port = free_port()
+    floor = Child(
+        [sys.executable, "-m", "bench.baseline", str(floor_port), "--samples", str(samples)]
+    )
+    floor_url = f"http://127.0.0.1:{floor_port}/metrics"
+    try:
+        wait_until(lambda: _answers(floor_url), 60, 0.05)
+        for _ in range(WARM_UP):
+            http_get(floor_url)
+        rendered = summary(repeat(lambda: http_get(floor_url), reps))
+    finally:
+        floor.stop()
+    return {
+        "targets": targets,
+        "days": days,
+        "samples": samples,
+        "scrape": scrape,
+        "api": api,
+        "floor": rendered,
+        "scrape_ratio": scrape["median"] / rendered["median"],
+        "api_ratio": api["median"] / rendered["median"],
+        "idle_cpu_percent": idle_cpu,
+    }
+
+
 # --- the run -------------------------------------------------------------------------------
 
 
@@ -302,7 +378,18 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument(
+        "--only", choices=["many-targets"], help="run one section alone (its table only)"
+    )
     args = parser.parse_args()
+    if args.only == "many-targets":
+        tmp = Path(tempfile.mkdtemp(prefix="backup-monitor-bench-"))
+        try:
+            fleet = bench_many_targets(tmp, 200, 30, 20 if args.quick else 100, 30.0)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(render_many_targets(fleet))
+        return
     sizes = [1000, 10_000] if args.quick else [1000, 10_000, 100_000]
     tree = (10_000, 100) if args.quick else (100_000, 1000)
     reps = 5 if args.quick else 11
@@ -325,17 +412,17 @@ def main() -> None:
             make_tree(trees[f"{size:,}"], size)
         trees[f"{tree[0]:,} in {tree[1]:,} folders (tree)"] = tmp / "tree"
         make_tree(tmp / "tree", tree[0], folders=tree[1])
-        print("1/5 initial scan", file=sys.stderr)
+        print("1/6 initial scan", file=sys.stderr)
         results["scan"] = bench_scan(trees, reps)
-        print("2/5 scrape latency", file=sys.stderr)
+        print("2/6 scrape latency", file=sys.stderr)
         results["scrape"] = bench_scrape(trees, tmp, 200, 20)
         size = max(row["bytes"] for row in results["scrape"])
         results["scrape_floor"] = bench_scrape_floor(size, 200)
-        print("3/5 detection latency", file=sys.stderr)
+        print("3/6 detection latency", file=sys.stderr)
         results["detection"] = bench_detection(tmp, 200, 20 if args.quick else 200)
-        print("4/5 event throughput", file=sys.stderr)
+        print("4/6 event throughput", file=sys.stderr)
         results["throughput"] = bench_throughput(tmp, 2000 if args.quick else 20_000)
-        print("5/5 footprint", file=sys.stderr)
+        print("5/6 footprint", file=sys.stderr)
         empty = tmp / "empty"
         empty.mkdir()
         footprint = {
@@ -345,6 +432,8 @@ def main() -> None:
         results["memory"] = bench_memory(footprint, tmp)
         results["memory_synthetic"] = {f"{n:,}": synthetic_rss(n) for n in (100_000, 1_000_000)}
         results["idle_cpu_percent"] = bench_idle_cpu(trees[f"{sizes[1]:,}"], tmp, idle)
+        print("6/6 many targets", file=sys.stderr)
+        results["many_targets"] = bench_many_targets(tmp, 200, 30, 20 if args.quick else 100, idle)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(render(results))
@@ -407,7 +496,30 @@ def render(r: dict[str, Any]) -> str:
         )
     for mode, pct in r["idle_cpu_percent"].items():
         lines.append(f"   idle CPU, {mode}: {pct:.3f} % of one core")
+    if "many_targets" in r:
+        lines += ["", render_many_targets(r["many_targets"])]
     return "\n".join(lines)
+
+
+def render_many_targets(m: dict[str, Any]) -> str:
+    rows = [f"   {'':<36} {'median':>10} {'p99':>10}"]
+    for label, figures in (
+        ("GET /metrics", m["scrape"]),
+        ("GET /api/v1/targets", m["api"]),
+        ("floor: prometheus-client, constant", m["floor"]),
+    ):
+        rows.append(f"   {label:<36} {ms(figures['median']):>10} {ms(figures['p99']):>10}")
+    return "\n".join(
+        [
+            f"6. Many targets: {m['targets']} targets x {m['days']}-day nightly series "
+            f"(schedule, gaps, retention, growth), {m['samples']:,} samples",
+            *rows,
+            f"   scrape / floor: {m['scrape_ratio']:.2f} (target <= 2.5); "
+            f"API / floor: {m['api_ratio']:.2f} (target <= 2.5)",
+            f"   idle CPU at {m['targets']} targets: {m['idle_cpu_percent']:.3f} % of one core "
+            "(target < 1)",
+        ]
+    )
 
 
 if __name__ == "__main__":

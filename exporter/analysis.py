@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 from exporter.index import BackupFile, Entry, TargetSnapshot
 from exporter.schedule import Schedule
-from exporter.supervisor import Target
 
 # How many recent spacings give an inferred interval, and how many backups it needs.
 INFER_SAMPLES = 10
@@ -123,13 +122,8 @@ def retention_violations(
     return bisect.bisect_left(history, (now - retention - grace,))
 
 
-def mirror_lag(target: Target, now: float) -> float | None:
-    """Seconds the source's newest backup has been missing here (0 when present)."""
-    source = target.mirror_source
-    newest = source.index.snapshot().newest if source else None
-    if newest is None:
-        return None
-    copy = target.index.lookup(newest.name)
-    if copy is not None and copy[0] == newest.size:
-        return 0.0
-    return max(0.0, now - newest.mtime)
+def mirror_copy(snap: TargetSnapshot, original: BackupFile) -> bool:
+    """Whether a mirror's snapshot holds ``original`` (same name and size), searched from
+    its newest end, where a fresh copy is."""
+    found = position(snap.history, original.name)
+    return found is not None and snap.history[found][2] == original.size

@@ -15,9 +15,9 @@ import click
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_target_spec, render_config
+from exporter.exitcodes import Exit
 from exporter.logs import setup_logging
 
-EXIT_CONFIG = 2
 T = TypeVar("T")
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -37,12 +37,12 @@ def _load(
     try:
         config = load_config(config_path, overrides=overrides)
     except ConfigError as exc:
-        _fail(f"config error: {exc}", EXIT_CONFIG)
+        _fail(f"config error: {exc}", Exit.CONFIG)
     if require_targets and not config.targets:
         _fail(
             "config error: targets: no target configured "
             "(use --target [NAME=]PATH, BACKUP_MONITOR_TARGETS or a config file)",
-            EXIT_CONFIG,
+            Exit.CONFIG,
         )
     return config
 
@@ -110,9 +110,9 @@ def _serve(config: Config, reload: Callable[[], Config] | None = None) -> None:
     try:
         daemon = Daemon(config)
     except ConfigError as exc:
-        _fail(f"config error: {exc}", EXIT_CONFIG)
+        _fail(f"config error: {exc}", Exit.CONFIG)
     except OSError as exc:
-        _fail(f"cannot listen on {config.listen}: {exc.strerror or exc}", 1)
+        _fail(f"cannot listen on {config.listen}: {exc.strerror or exc}", Exit.FAILING)
     stop = threading.Event()
     hup = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -217,6 +217,7 @@ def check(
     """Scan every target once, verify each newest backup, and report each check.
 
     Exit status: 0 all pass, 1 a check fails, 2 bad configuration, 3 a target cannot be read.
+    With --format json, prints the same versioned document as /api/v1/targets.
     """
     import time
 
@@ -224,15 +225,15 @@ def check(
 
     config = _load(config_path, targets)
     setup_logging("error", config.log_format)
-    reports, now = run_checks(config, progress=lambda ts: _progress(ts, "checking"))
+    targets, now = run_checks(config, progress=lambda ts: _progress(ts, "checking"))
     if textfile:
         try:
-            write_textfile(textfile, reports, config, time.time)
+            write_textfile(textfile, targets, config, time.time)
         except OSError as exc:
-            _fail(f"cannot write {textfile}: {exc.strerror or exc}", 1)
+            _fail(f"cannot write {textfile}: {exc.strerror or exc}", Exit.FAILING)
     render = render_json if output == "json" else render_table
-    click.echo(render(reports, now), nl=False)
-    sys.exit(exit_code(reports))
+    click.echo(render(targets, now), nl=False)
+    sys.exit(exit_code(targets, now))
 
 
 @main.command()
@@ -276,7 +277,7 @@ def verify(
             max_bytes=parse_size(max_bytes),
         )
     except ValueError as exc:
-        _fail(f"--timeout/--max-bytes: {exc}", EXIT_CONFIG)
+        _fail(f"--timeout/--max-bytes: {exc}", Exit.CONFIG)
     failed = errors = 0
     for path in _progress(paths, "verifying"):
         result = verify_file(path, options)
@@ -293,7 +294,7 @@ def verify(
         else:
             failed += 1
             click.echo(f"FAIL  {shown}: {printable(result.reason)}")
-    sys.exit(1 if failed else 3 if errors else 0)
+    sys.exit(Exit.FAILING if failed else Exit.UNREADABLE if errors else Exit.OK)
 
 
 @main.group(name="config")
@@ -319,7 +320,7 @@ def _channels(config: Config) -> list[Any]:
     try:
         return build_channels(config.notify)
     except ConfigError as exc:
-        _fail(f"config error: {exc}", EXIT_CONFIG)
+        _fail(f"config error: {exc}", Exit.CONFIG)
 
 
 @main.group(name="notify")
@@ -337,7 +338,7 @@ def notify_test(config_path: str | None, targets: tuple[str, ...]) -> None:
     setup_logging("error", config.log_format)
     channels = _channels(config)
     if not channels:
-        _fail("no notification URL configured (notify.urls or notify.config)", 1)
+        _fail("no notification URL configured (notify.urls or notify.config)", Exit.FAILING)
     message = Notification(
         status=TEST,
         target="-",
@@ -350,7 +351,7 @@ def notify_test(config_path: str | None, targets: tuple[str, ...]) -> None:
         ok = channel.send(message)
         failed += not ok
         click.echo(f"{'ok  ' if ok else 'FAIL'}  {channel.name}")
-    sys.exit(1 if failed else 0)
+    sys.exit(Exit.FAILING if failed else Exit.OK)
 
 
 @main.command()
@@ -379,7 +380,7 @@ def _bundled(render: Callable[[], str], config_path: str | None, namespace: str 
     try:
         click.echo(namespaced(render(), namespace), nl=False)
     except NotBundled as exc:
-        _fail(str(exc), 1)
+        _fail(str(exc), Exit.FAILING)
 
 
 namespace_option = click.option(
@@ -441,7 +442,7 @@ def status(url: str, output: str, timeout: float) -> None:
     try:
         document = json.loads(_get(endpoint, timeout))
     except (OSError, ValueError) as exc:
-        _fail(f"cannot get the status from {endpoint}: {_reason(exc)}", 4)
+        _fail(f"cannot get the status from {endpoint}: {_reason(exc)}", Exit.UNREACHABLE)
     if output == "json":
         click.echo(json.dumps(document, indent=2))
     else:
@@ -458,7 +459,7 @@ def health(url: str, timeout: float) -> None:
     try:
         click.echo(_get(endpoint, timeout).decode().strip())
     except OSError as exc:
-        _fail(f"unhealthy: {endpoint}: {_reason(exc)}", 1)
+        _fail(f"unhealthy: {endpoint}: {_reason(exc)}", Exit.FAILING)
 
 
 def _get(url: str, timeout: float) -> bytes:

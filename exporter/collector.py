@@ -14,20 +14,11 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.analysis import (
-    mirror_lag,
-    missing_runs,
-    retention_violations,
-    settled_size_ratio,
-)
 from exporter.index import Clock, TargetSnapshot
 from exporter.stats import DaemonStats
 from exporter.supervisor import FUTURE_TOLERANCE, Target
 from exporter.verifier import wants_verification
 from exporter.watch import WATCH_MODES
-
-# (snapshot, target, now) -> {check name: passed}
-CheckEvaluator = Callable[[TargetSnapshot, Target, float], dict[str, bool]]
 
 _TARGET_HELP = {
     "age_seconds": (
@@ -187,13 +178,11 @@ class BackupCollector(Collector):
         self,
         targets: Callable[[], Sequence[Target]],
         stats: DaemonStats | None,
-        evaluate_checks: CheckEvaluator,
         namespace: str = "backup",
         clock: Clock = time.time,
     ) -> None:
         self.targets = targets
         self.stats = stats
-        self.evaluate_checks = evaluate_checks
         self.namespace = namespace
         self.clock = clock
 
@@ -258,46 +247,32 @@ class BackupCollector(Collector):
             fams.add("unreadable_entries", labels, snap.unreadable)
         fams.add("future_files", labels, target.index.count_after(now + FUTURE_TOLERANCE))
         fams.add("oldest_age_seconds", labels, max(0.0, now - oldest.mtime) if oldest else math.inf)
-        self._add_history(fams, target, snap, labels, now)
         if cfg.remote:
             fams.add("values_stale", labels, int(snap.stale))
-        if target.mirror_source is not None:
-            lag = mirror_lag(target, now)
-            fams.add("mirror_lag_seconds", labels, lag if lag is not None else 0.0)
         if snap.verification is not None and snap.up:
             fams.add("verify_ok", labels, int(snap.verification.ok))
             fams.add("verify_timestamp_seconds", labels, snap.verification.finished_at)
             fams.add("verify_duration_seconds", labels, snap.verification.duration)
         if wants_verification(target):
             fams.add("verify_pending", labels, int(snap.up and snap.verification_pending(now)))
-        for check, ok in self.evaluate_checks(snap, target, now).items():
-            fams.add("check_ok", {**labels, "check": check}, 1 if ok else 0)
+        self._add_evaluation(fams, target, labels, now)
         fams.add("target_up", labels, 1 if snap.up else 0)
 
     @staticmethod
-    def _add_history(
-        fams: _Families, target: Target, snap: TargetSnapshot, labels: dict[str, str], now: float
+    def _add_evaluation(
+        fams: _Families, target: Target, labels: dict[str, str], now: float
     ) -> None:
-        cfg = target.config
-        if target.schedule is not None:
-            run, deadline = target.schedule.expected(
-                snap.newest.mtime if snap.newest else None, now
-            )
-            fams.add("next_expected_timestamp_seconds", labels, run)
-            fams.add("deadline_timestamp_seconds", labels, deadline)
-        if cfg.gaps_enabled:
-            window = cfg.retention or cfg.gap_window
-            fams.add(
-                "missing_runs",
-                labels,
-                len(missing_runs(snap.history, target.schedule, window, now)),
-            )
-        found = settled_size_ratio(snap, cfg.size_history, now) if snap.history else None
-        if found is not None and found[1] is not None:
-            fams.add("size_ratio", labels, found[1][0])
-        if cfg.retention is not None:
-            violations = retention_violations(snap.history, cfg.retention, cfg.retention_grace, now)
-            fams.add("retention_violations", labels, violations)
+        """The verdicts and the figures the checks computed: rendered, never recomputed."""
+        evaluation = target.evaluation
+        if evaluation is None:
+            return  # not evaluated yet (the first round runs before the server starts)
+        figures: dict[str, float] = {}
+        for check, result in evaluation.results.items():
+            fams.add("check_ok", {**labels, "check": check}, 1 if result.ok else 0)
+            figures.update(result.figures)
+            figures.update((name, max(0.0, now - at)) for name, at in result.since.items())
+        for name, figure in figures.items():
+            fams.add(name, labels, figure)
 
     def _exporter_metrics(self) -> Iterator[Metric]:
         info = Metric("backup_monitor_build", "backup-monitor's version; always 1.", "info")

@@ -158,11 +158,13 @@ class TargetConfig(_Strict):
 
     @property
     def needs_history(self) -> bool:
-        """Whether a check looks past the newest backup (gaps, shrink, growth, retention)."""
+        """Whether a check looks past the newest backup (gaps, shrink, growth, retention,
+        mirror: the checks marked needs_history in the table of checks)."""
         return bool(
             self.gaps_enabled
             or (self.size_history and (self.max_shrink is not None or self.max_growth is not None))
             or self.retention is not None
+            or self.mirror_of is not None
         )
 
     @field_validator("timezone")

@@ -12,7 +12,6 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from alerts.checks import check_list, check_states
 from alerts.collector import AlertCollector
 from alerts.delivery import build_channels
 from alerts.service import Alerting
@@ -58,7 +57,7 @@ class Daemon:
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=self.registry)
         backup_collector = BackupCollector(
-            lambda: self.targets, self.stats, check_states, config.namespace, clock
+            lambda: self.targets, self.stats, config.namespace, clock
         )
         self.registry.register(backup_collector)
         self.verifier = Verifier(lambda: self.targets, self.stats, config.verify_workers, clock)
@@ -117,7 +116,6 @@ class Daemon:
         """The document behind /api/v1/targets and the status page."""
         return build_targets(
             self.targets,
-            check_list,
             self.alerting.state.firing_since,
             self.clock(),
             self.config.hide_paths,

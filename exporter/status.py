@@ -1,7 +1,9 @@
 """The status document behind /api/v1/targets, /api/v1/alerts, the status page and `status`.
 
-A stable, versioned schema: fields are added, never renamed or removed, within a
-version. Built at request time from the same snapshots the metrics use.
+A stable, versioned schema (docs/targets.schema.json): fields are added, never renamed
+or removed, within a version. ``check --format json`` and ``status --format json`` print
+this same document. Built at request time from the same snapshots the metrics use and
+the targets' published evaluations: nothing is judged here.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ from exporter.units import format_duration, humanize_age, humanize_size
 
 API_VERSION = 1
 
-# (snapshot, target, now) -> [(check, ok, reason)]
-CheckLister = Callable[[TargetSnapshot, Target, float], list[tuple[str, bool, str]]]
 # (target name, check) -> (since, notified) when firing, else None
 AlertLookup = Callable[[str, str], tuple[float, bool] | None]
 
@@ -35,6 +35,19 @@ def newest_document(newest: BackupFile | None, now: float) -> dict[str, Any] | N
         "size_bytes": newest.size,
         "size": humanize_size(newest.size),
     }
+
+
+def checks_of(target: Target) -> list[tuple[str, bool, str]]:
+    """[(check, passed, reason)] from the target's published evaluation."""
+    evaluation = target.evaluation
+    if evaluation is None:
+        return []
+    return [(name, r.ok, r.reason) for name, r in evaluation.results.items()]
+
+
+def no_alerts(_target: str, _check: str) -> tuple[float, bool] | None:
+    """The alert lookup of a process that does not alert (`check`)."""
+    return None
 
 
 def _state(snap: TargetSnapshot, checks: list[tuple[str, bool, str]]) -> str:
@@ -97,18 +110,12 @@ def target_status(
 
 
 def build_targets(
-    targets: Sequence[Target],
-    list_checks: CheckLister,
-    firing: AlertLookup,
-    now: float,
-    hide_paths: bool,
+    targets: Sequence[Target], firing: AlertLookup, now: float, hide_paths: bool
 ) -> dict[str, Any]:
     rows = []
     for target in targets:
         snap = target.index.snapshot()
-        rows.append(
-            target_status(target, snap, list_checks(snap, target, now), firing, now, hide_paths)
-        )
+        rows.append(target_status(target, snap, checks_of(target), firing, now, hide_paths))
     states = [row["state"] for row in rows]
     return {
         "version": API_VERSION,

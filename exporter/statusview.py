@@ -6,14 +6,14 @@ from typing import Any
 
 import click
 
+from exporter.exitcodes import STATE_EXIT, Exit
 from exporter.units import printable
 
 _COLOURS = {"ok": "green", "failing": "yellow", "down": "red"}
-EXIT_CODES = {"ok": 0, "failing": 1, "down": 3}
 
 
-def exit_code_for(document: dict[str, Any]) -> int:
-    return EXIT_CODES.get(document.get("state", "down"), 3)
+def exit_code_for(document: dict[str, Any]) -> Exit:
+    return STATE_EXIT.get(document.get("state", "down"), Exit.UNREADABLE)
 
 
 def render_status(document: dict[str, Any], color: bool) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from exporter.config import TargetConfig
+from exporter.evaluation import Evaluation
 from exporter.index import Clock, FileMap, TargetIndex
 from exporter.matcher import Matcher
 from exporter.scan import TargetUnavailable, scan_listing
@@ -51,6 +52,8 @@ class Target:
     future_seen: int = field(init=False, default=0)  # logged once, not at every rescan
     mirror_source: Target | None = field(init=False, default=None)  # for mirror_of
     watch_mode: str | None = field(init=False, default=None)  # inotify, polling; None: unwatched
+    # The latest verdict on its checks, replaced whole by the evaluator (readers never compute).
+    evaluation: Evaluation | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         cfg = self.config

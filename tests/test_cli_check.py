@@ -25,15 +25,19 @@ def test_failing_check_exit_1_and_json(tmp_path: Path) -> None:
     write_backup(tmp_path / "backup-1.db", 10, time.time() - 2 * 86400)
     result = run_cli("check", "--target", f"db={tmp_path}", "--format", "json")
     assert result.returncode == 1
-    doc = json.loads(result.stdout)
-    assert doc["ok"] is False
+    doc = json.loads(result.stdout)  # the /api/v1/targets document
+    assert (doc["version"], doc["state"]) == (1, "failing")
     target = doc["targets"][0]
     assert target["count"] == 1
-    assert target["checks"]["age"]["ok"] is False
-    assert "2d 0h 0m old (max 24h)" in target["checks"]["age"]["reason"]
-    assert target["checks"]["size"] == {
+    checks = {c["name"]: c for c in target["checks"]}
+    assert checks["age"]["ok"] is False
+    assert "2d 0h 0m old (max 24h)" in checks["age"]["reason"]
+    assert checks["size"] == {
+        "name": "size",
         "ok": False,
         "reason": "newest backup backup-1.db is 10 B (min 1.0 KiB)",
+        "firing": False,
+        "firing_since": None,
     }
 
 

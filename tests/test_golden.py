@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from alerts.checks import check_states
+from alerts.checks import evaluate_target
 from exporter.collector import BackupCollector
 from exporter.config import Config
 from exporter.stats import DaemonStats
@@ -76,9 +76,9 @@ def render(tmp_path: Path, namespace: str) -> str:
     for target in targets:
         scan_into_index(target, lambda: NOW)
     registry = CollectorRegistry()
-    collector = BackupCollector(
-        lambda: targets, DaemonStats(), check_states, namespace, lambda: NOW
-    )
+    for target in targets:
+        evaluate_target(target, NOW)
+    collector = BackupCollector(lambda: targets, DaemonStats(), namespace, lambda: NOW)
     registry.register(collector)
     return generate_latest(registry).decode()
 
