@@ -239,7 +239,7 @@ def check_verify(
     snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
 ) -> CheckResult | None:
     verification = snap.verification
-    if target.config.verify == "none" or verification is None:
+    if target.config.verify.kind == "none" or verification is None:
         return None  # nothing verified yet: no verdict
     if not snap.up:
         return _down(snap)

@@ -110,7 +110,8 @@ class Evaluator:
                 now,
             )
             self.submit(message)
-        self.save()
+        if self.state.take_dirty():  # an unchanged state is not written again
+            self.save()
         self.rounds += 1
         state_wake = self.state.next_wake()
         if state_wake is not None:

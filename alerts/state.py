@@ -12,7 +12,7 @@ It knows nothing of delivery; its records are plain data, persisted by the calle
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from typing import Any
 
 from alerts.messages import FIRING, RESOLVED
@@ -48,19 +48,29 @@ class AlertState:
         self.send_resolved = send_resolved
         self._lock = threading.Lock()
         self._records: dict[tuple[str, str], AlertRecord] = {}
+        self._dirty = False
 
     def update(
         self, target: str, check: str, failing: bool, reason: str, now: float
     ) -> list[Notice]:
         with self._lock:
             rec = self._records.setdefault((target, check), AlertRecord())
+            before = astuple(rec)
             if failing:
-                return self._failing(rec, target, check, reason, now)
-            notices = []
-            if rec.status == "firing" and rec.notified and self.send_resolved:
-                notices.append(Notice(target, check, RESOLVED, reason, rec.since))
-            rec.status, rec.notified = "ok", False
+                notices = self._failing(rec, target, check, reason, now)
+            else:
+                notices = []
+                if rec.status == "firing" and rec.notified and self.send_resolved:
+                    notices.append(Notice(target, check, RESOLVED, reason, rec.since))
+                rec.status, rec.notified = "ok", False
+            self._dirty |= astuple(rec) != before
             return notices
+
+    def take_dirty(self) -> bool:
+        """Whether any record changed since the last call (the state file needs saving)."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, False
+            return dirty
 
     def _failing(
         self, rec: AlertRecord, target: str, check: str, reason: str, now: float
@@ -128,6 +138,7 @@ class AlertState:
         with self._lock:
             for key in [k for k in self._records if k not in keep]:
                 del self._records[key]
+                self._dirty = True
 
     def to_json(self) -> dict[str, Any]:
         with self._lock:

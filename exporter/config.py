@@ -98,6 +98,50 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class S3Config(_Strict):
+    """How an ``s3://`` target is listed (the options of object storage only)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    list_interval: Interval = 300.0  # there are no events for a bucket
+    timeout: Timeout = 30.0
+
+
+class VerifyConfig(_Strict):
+    """Content checks of each newest complete backup (see verify.py)."""
+
+    kind: Literal["auto", "sqlite", "archive", "checksum", "download", "none"] = "auto"
+    query: str | None = None  # SQLite: a query that must return a row
+    sqlite_check: Literal["integrity_check", "quick_check"] = "integrity_check"
+    timeout: DurationIn(1.0, DAY) = 60.0
+    # Decompressed bytes a verification reads at most (a gzip bomb stops here).
+    max_bytes: SizeIn(1024**2, MAX_SIZE) = 64 * 1024**3
+    # kind download (s3:// targets): larger objects are not downloaded.
+    max_download: SizeIn(0, MAX_SIZE) = 1024**3
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        # `verify: sqlite` is `verify: {kind: sqlite}`.
+        return {"kind": data} if isinstance(data, str) else data
+
+
+# The flat keys of targets before s3: and verify: existed, and where they are now.
+MOVED_KEYS = {
+    "endpoint_url": "s3.endpoint_url",
+    "region": "s3.region",
+    "profile": "s3.profile",
+    "poll_interval": "s3.list_interval",
+    "remote_timeout": "s3.timeout",
+    "verify_query": "verify.query",
+    "sqlite_check": "verify.sqlite_check",
+    "verify_timeout": "verify.timeout",
+    "verify_max_bytes": "verify.max_bytes",
+    "verify_max_size": "verify.max_download",
+}
+
+
 class TargetConfig(_Strict):
     name: str = ""
     path: str
@@ -130,21 +174,20 @@ class TargetConfig(_Strict):
     # None: the top-level watch_mode (auto: polling on network and FUSE filesystems).
     watch_mode: Literal["auto", "inotify", "polling"] | None = None
     max_write_time: DurationIn(1.0, 30 * DAY) = 6 * 3600.0
-    # Object storage (s3:// paths) only:
-    endpoint_url: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    poll_interval: Interval = 300.0
-    remote_timeout: Timeout = 30.0
     mirror_of: str | None = None
     mirror_lag: Span = 7200.0
-    verify: Literal["auto", "sqlite", "archive", "checksum", "download", "none"] = "auto"
-    verify_max_size: SizeIn(0, MAX_SIZE) = 1024**3  # larger remote objects are not downloaded
-    verify_query: str | None = None
-    sqlite_check: Literal["integrity_check", "quick_check"] = "integrity_check"
-    verify_timeout: DurationIn(1.0, DAY) = 60.0
-    # Decompressed bytes a verification reads at most (a gzip bomb stops here).
-    verify_max_bytes: SizeIn(1024**2, MAX_SIZE) = 64 * 1024**3
+    s3: S3Config | None = None  # object storage (s3:// paths) only
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        """Keys of the flat layout before ``s3:`` and ``verify:``: say where they went."""
+        if isinstance(data, dict):
+            for key, place in MOVED_KEYS.items():
+                if key in data:
+                    raise ValueError(f"{key} is now {place}")
+        return data
 
     @property
     def effective_max_age(self) -> float | None:
@@ -194,6 +237,17 @@ class TargetConfig(_Strict):
         return value
 
     @model_validator(mode="after")
+    def _check_applies(self) -> TargetConfig:
+        """An option given where it cannot apply is an error, not silently ignored."""
+        if self.s3 is not None and not self.remote:
+            raise ValueError("s3: applies to s3:// paths only")
+        if self.verify.kind == "download" and not self.remote:
+            raise ValueError("verify.kind download applies to s3:// paths only")
+        if self.remote and self.watch_mode is not None:
+            raise ValueError("watch_mode applies to directories, not s3:// paths")
+        return self
+
+    @model_validator(mode="after")
     def _check_timestamp(self) -> TargetConfig:
         if self.timestamp == "name":
             if not self.name_format:
@@ -237,6 +291,11 @@ class TargetConfig(_Strict):
     @property
     def remote(self) -> bool:
         return self.path.startswith("s3://")
+
+    @property
+    def storage(self) -> S3Config:
+        """The object-storage options (their defaults where ``s3:`` is not given)."""
+        return self.s3 or S3Config()
 
     @field_validator("labels")
     @classmethod

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from exporter.config import S3Config
 from exporter.index import Clock, FileMap
 from exporter.scan import TargetUnavailable
 
@@ -32,9 +33,7 @@ def split_url(url: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def make_client(
-    endpoint_url: str | None, region: str | None, profile: str | None, timeout: float
-) -> Any:
+def make_client(options: S3Config) -> Any:
     try:
         import boto3
         from botocore.config import Config as BotoConfig
@@ -42,13 +41,13 @@ def make_client(
         raise TargetUnavailable(
             "s3:// targets need boto3: pip install 'backup-monitor[s3]'"
         ) from None
-    session = boto3.session.Session(profile_name=profile, region_name=region)
+    session = boto3.session.Session(profile_name=options.profile, region_name=options.region)
     config = BotoConfig(
-        connect_timeout=timeout,
-        read_timeout=timeout,
+        connect_timeout=options.timeout,
+        read_timeout=options.timeout,
         retries={"max_attempts": 3, "mode": "standard"},  # bounded, jittered backoff
     )
-    return session.client("s3", endpoint_url=endpoint_url, config=config)
+    return session.client("s3", endpoint_url=options.endpoint_url, config=config)
 
 
 def describe_error(exc: Exception) -> str:
@@ -85,7 +84,7 @@ def download(cfg: Any, name: str, destination: str, limit: int) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, prefix = split_url(cfg.path)
-    client = make_client(cfg.endpoint_url, cfg.region, cfg.profile, cfg.remote_timeout)
+    client = make_client(cfg.storage)
     try:
         body = client.get_object(Bucket=bucket, Key=prefix + name)["Body"]
         written = 0
@@ -119,9 +118,7 @@ class RemotePoller:
         was = index.snapshot()
         try:
             if self._client is None:
-                self._client = make_client(
-                    cfg.endpoint_url, cfg.region, cfg.profile, cfg.remote_timeout
-                )
+                self._client = make_client(cfg.storage)
             raw = list_target(self._client, cfg.path, self.target.matcher.wants_file, cfg.recursive)
         except TargetUnavailable as exc:
             index.mark_unreachable(str(exc), self.clock())
@@ -149,7 +146,7 @@ class RemotePoller:
                 self.poll()
             except Exception:  # the loop must outlive any one bad listing
                 log.exception("listing target %s failed", self.target.name)
-            self._wake.wait(self.target.config.poll_interval)
+            self._wake.wait(self.target.config.storage.list_interval)
             self._wake.clear()
 
     def stop(self) -> None:

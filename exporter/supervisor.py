@@ -269,11 +269,12 @@ class Supervisor:
             return False
         if not target.index.snapshot().up:
             return True
-        # Re-pointed symlink, or a watch lost with its root: rescan and re-watch.
-        root = os.path.realpath(target.config.path)
-        if self.watcher.watched_root(target.name) != root:
+        # A watch lost with its root, or a root that is another directory now (a re-pointed
+        # symlink too): rescan and re-watch. One stat per target and tick: the configured
+        # path's (device, inode), followed through symlinks, is the watched root's.
+        if self.watcher.watched_root(target.name) is None:
             return True
-        if root_identity(root) != self._identity.get(target.name):
+        if root_identity(target.config.path) != self._identity.get(target.name):
             log.warning(
                 "target %s: %s is no longer the directory watched (moved, re-created, "
                 "mounted over or unmounted); rescanning",

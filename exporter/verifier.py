@@ -37,19 +37,19 @@ MIN_GAP = 0.1
 def options_for(target: Target, size: int) -> VerifyOptions:
     cfg = target.config
     return VerifyOptions(
-        kind=cfg.verify,
-        sqlite_check=cfg.sqlite_check,
-        query=cfg.verify_query,
-        timeout=cfg.verify_timeout + size / BYTES_PER_SECOND,
-        max_bytes=cfg.verify_max_bytes,
+        kind=cfg.verify.kind,
+        sqlite_check=cfg.verify.sqlite_check,
+        query=cfg.verify.query,
+        timeout=cfg.verify.timeout + size / BYTES_PER_SECOND,
+        max_bytes=cfg.verify.max_bytes,
     )
 
 
 def wants_verification(target: Target) -> bool:
     """Local targets unless ``verify: none``; remote ones only with ``verify: download``."""
     if target.config.remote:
-        return target.config.verify == "download"
-    return target.config.verify not in ("none", "download")
+        return target.config.verify.kind == "download"
+    return target.config.verify.kind not in ("none", "download")
 
 
 def _verify_remote(target: Target, name: str, size: int) -> VerifyResult | None:
@@ -60,7 +60,7 @@ def _verify_remote(target: Target, name: str, size: int) -> VerifyResult | None:
     os.close(fd)
     try:
         try:
-            download(target.config, name, tmp, target.config.verify_max_size)
+            download(target.config, name, tmp, target.config.verify.max_download)
         except TargetUnavailable as exc:
             reason = f"cannot verify: download failed: {exc}"
             return VerifyResult(False, reason, "download", 0.0, error=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,32 @@ def test_config_check_prints_effective_config(tmp_path: Path) -> None:
     assert "max_age: 24h" in result.stdout
     assert "min_size: 1KiB" in result.stdout
     assert "/srv/b" not in result.stdout  # command-line targets replace the file's
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("targets: [{path: /a, s3: {region: x}}]", "s3: applies to s3:// paths only"),
+        ("targets: [{path: /a, verify: download}]", "download applies to s3:// paths only"),
+        ("targets: [{path: 's3://b/p/', watch_mode: polling}]", "watch_mode applies to"),
+        ("targets: [{path: /a, endpoint_url: x}]", "endpoint_url is now s3.endpoint_url"),
+        ("targets: [{path: /a, verify_query: x}]", "verify_query is now verify.query"),
+        ("targets: [{path: 's3://b/p/', poll_interval: 1m}]", "is now s3.list_interval"),
+        ("targets: [{path: /a, verify: {kind: sqlite, sql: x}}]", "verify.sql: unknown key"),
+    ],
+)
+def test_options_live_with_their_feature(tmp_path: Path, text: str, error: str) -> None:
+    """Options of one feature sit in its sub-model; given where they cannot apply, or under
+    their old flat name, they are an error naming the key."""
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        load_config(write(tmp_path / "c.yml", text), environ={})
+
+
+def test_verify_shorthand_and_s3_defaults(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path / "c.yml", "targets: [{path: /a, verify: sqlite}, {path: 's3://b/p/'}]"),
+        environ={},
+    )
+    local, remote = config.targets
+    assert (local.verify.kind, local.verify.timeout, local.s3) == ("sqlite", 60.0, None)
+    assert remote.storage.list_interval == 300.0

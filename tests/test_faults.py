@@ -138,21 +138,6 @@ def test_sighup_with_a_bad_file_keeps_the_running_configuration(tmp_path: Path) 
         assert daemon.stop() == 0
 
 
-def test_a_state_file_of_the_wrong_shape_is_moved_aside(tmp_path: Path) -> None:
-    (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "state.json").write_text('{"version": 1, "alerts": []}')
-    write_backup(tmp_path / "a" / "backup-1.db", 4096)
-    config = write_config(
-        tmp_path / "c.yml", base_config(tmp_path, [{"path": str(tmp_path / "a")}])
-    )
-    daemon = DaemonProcess(config, tmp_path / "log").start()
-    try:
-        assert "malformed (alerts: Input should be a valid dictionary)" in daemon.logs()
-        assert list((tmp_path / "state").glob("state.json.corrupt-*"))
-    finally:
-        daemon.stop()
-
-
 # --- 3. every duration and size is bounded -------------------------------------------------
 
 
@@ -163,7 +148,7 @@ def test_a_state_file_of_the_wrong_shape_is_moved_aside(tmp_path: Path) -> None:
         ("poll_interval: 0s", "poll_interval: must be between 100ms and 24h"),
         ("status_refresh: 0s", "status_refresh: must be between 1s and 1h"),
         ("notify: {heartbeat: {url: 'http://h/', interval: 0s}}", "between 1s and 24h"),
-        ("targets: [{path: /a, verify_timeout: 0s}]", "verify_timeout: must be between 1s"),
+        ("targets: [{path: /a, verify: {timeout: 0s}}]", "verify.timeout: must be between 1s"),
         ("targets: [{path: /a, min_size: 2048TiB}]", "min_size: must be between 0B and 1024TiB"),
         ("targets: [{path: /a, settle: 2d}]", "settle: must be between 0s and 24h"),
     ],

@@ -58,9 +58,7 @@ def remote(endpoint: str, **extra) -> dict:
     return {
         "name": "offsite",
         "path": "s3://backups/quota-proxy/",
-        "endpoint_url": endpoint,
-        "poll_interval": "0.3s",
-        "remote_timeout": "2s",
+        "s3": {"endpoint_url": endpoint, "list_interval": "0.3s", "timeout": "2s"},
         **extra,
     }
 
