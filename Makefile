@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test test-container lint format system-deps soak bench clean
+.PHONY: run test test-fast test-container lint format system-deps soak bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,13 +57,17 @@ test: $(VENV)/.installed-test system-deps lint
 	$(BIN)/pytest -m "not container"
 	$(MAKE) test-container
 
+# The unit tier: no processes, no sockets, no Debian packages; under a minute.
+test-fast: $(VENV)/.installed-test lint
+	$(BIN)/pytest -q tests/unit
+
 # Builds the image with buildah from a debootstrapped base (cached) and runs it.
 test-container: $(VENV)/.installed-test system-deps
 	$(BIN)/pytest -m container -s
 
 # The churn soak for longer than the suite's 60 s (SOAK_SECONDS, SOAK_SEED to replay).
 soak: $(VENV)/.installed-test
-	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(BIN)/pytest -s -q tests/test_soak.py
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(BIN)/pytest -s -q tests/system/test_soak.py
 
 # Benchmarks, side by side with the alternatives (bench/README.md); a few minutes.
 bench: $(VENV)/.installed-test

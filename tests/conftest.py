@@ -72,11 +72,21 @@ def write_backup(path: Path, size: int, mtime: float | None = None) -> Path:
     return path
 
 
+# Where make_config puts state directories: under pytest's own temporary directory (set
+# for the session below), never loose in the system's.
+_state_root: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _state_directories(tmp_path_factory: pytest.TempPathFactory) -> None:
+    _state_root.append(tmp_path_factory.mktemp("state"))
+
+
 def make_config(**kwargs: Any) -> Config:
     base: dict[str, Any] = {
         "listen": "127.0.0.1:0",
         "rescan_interval": "1h",
-        "state_dir": tempfile.mkdtemp(prefix="backup-monitor-state-"),
+        "state_dir": tempfile.mkdtemp(prefix="state-", dir=_state_root[0]),
     }
     base.update(kwargs)
     # Test files are filler bytes, written whole: content checks and settling only where

@@ -18,8 +18,9 @@ from exporter.config import Config
 from exporter.stats import DaemonStats
 from exporter.supervisor import Target, scan_into_index
 from tests.conftest import write_backup
+from tests.helpers import ROOT
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = ROOT / "tests" / "golden"
 NOW = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 
 # name -> (size, seconds before NOW)

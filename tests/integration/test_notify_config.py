@@ -9,8 +9,8 @@ import pytest
 
 from exporter.config import load_config
 from tests.conftest import make_config, wait_for, write_backup
+from tests.helpers import run_cli
 from tests.peers import WebhookReceiver, free_port
-from tests.test_config import run_cli
 
 SECRET = "s3cr3t-Pa55"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from exporter.demo import make_demo_backups
 from tests.conftest import write_backup
-from tests.test_config import run_cli
+from tests.helpers import ROOT, run_cli
 
 
 def test_all_pass_exit_0(tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ def test_demo_rerun_adds_no_backups(tmp_path: Path) -> None:
 
 
 def test_make_run_takes_a_listen_address() -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     planned = subprocess.run(
         ["make", "-n", "-C", str(root), "run", "LISTEN=127.0.0.1:9999"],
         capture_output=True,

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import fetch, make_config, scrape, value, wait_for, write_backup
-from tests.test_config import run_cli
+from tests.helpers import ROOT, run_cli
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = ROOT / "test-artifacts"
 
 
 def three_targets(tmp_path: Path) -> list[dict]:

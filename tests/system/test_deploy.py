@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from tests.conftest import require_tool
+from tests.helpers import ROOT
 
-UNIT = Path(__file__).resolve().parents[1] / "deploy" / "backup-monitor.service"
+UNIT = ROOT / "deploy" / "backup-monitor.service"
 
 
 def test_systemd_unit_verifies(tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import parse_samples, value, write_backup
-from tests.test_config import run_cli
+from tests.helpers import ROOT, run_cli
 
 # Copies of the guide's scripts (tests/seed/README.md), so this runs in every clone.
-SEED = Path(__file__).resolve().parent / "seed"
+SEED = ROOT / "tests" / "seed"
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "bench" / "README.md"]
 PAGES.append(ROOT / "deploy" / "README.md")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)\s]*)?\)")

@@ -12,15 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from exporter.matcher import Matcher
 from exporter.scan import scan_target
 from exporter.verify import VerifyOptions, verify_file
 from tests.conftest import make_config, require_tool, scrape, value, wait_for, write_backup
+from tests.helpers import base_config, make_db, titles, write_config
 from tests.peers import WebhookReceiver
 from tests.process import DaemonProcess
-from tests.test_verify import make_db
 
 
 @pytest.fixture
@@ -28,24 +27,6 @@ def webhook():
     receiver = WebhookReceiver()
     yield receiver
     receiver.stop()
-
-
-def write_config(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def base_config(tmp_path: Path, targets: list[dict], urls: list[str] | None = None) -> dict:
-    return {
-        "state_dir": str(tmp_path / "state"),
-        "retry_interval": "0.2s",
-        "targets": [{"verify": "none", "settle": 0, **t} for t in targets],
-        "notify": {"urls": urls or [], "retry_initial": "0.2s", "retry_max": "0.5s"},
-    }
-
-
-def titles(receiver: WebhookReceiver) -> list[str]:
-    return [r["title"] for r in receiver.requests]
 
 
 def test_sighup_reloads_targets_and_keeps_alert_state(tmp_path: Path, webhook) -> None:

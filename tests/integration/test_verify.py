@@ -8,11 +8,9 @@ import hashlib
 import io
 import lzma
 import os
-import sqlite3
 import tarfile
 import time
 import zipfile
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -21,22 +19,10 @@ import yaml
 from exporter.config import Config
 from exporter.verify import VerifyOptions, verify_file
 from tests.conftest import make_config, parse_samples, require_tool, scrape, value, wait_for
+from tests.helpers import KEPT_LINT, ROOT, make_db, promtool_problems, run_cli
 from tests.peers import WebhookReceiver
-from tests.test_config import run_cli
-from tests.test_promtool import KEPT_LINT, promtool_problems
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quota-proxy.yml"
-
-
-def make_db(path: Path, rows: int = 2000) -> Path:
-    with closing(sqlite3.connect(path)) as db, db:
-        db.execute("CREATE TABLE api_keys (id INTEGER PRIMARY KEY, key TEXT, quota INTEGER)")
-        db.executemany(
-            "INSERT INTO api_keys (key, quota) VALUES (?, ?)",
-            [(f"key-{i:06d}-" + "x" * 40, i) for i in range(rows)],
-        )
-        db.execute("CREATE INDEX keys_by_quota ON api_keys (quota)")
-    return path
+EXAMPLE = ROOT / "examples" / "quota-proxy.yml"
 
 
 def listing(directory: Path) -> dict[str, tuple[bytes, float]]:

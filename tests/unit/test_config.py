@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from exporter.config import DEFAULT_EXCLUDES, ConfigError, load_config
-
-
-def write(path: Path, text: str) -> str:
-    path.write_text(text)
-    return str(path)
+from tests.helpers import write
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -73,38 +67,6 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> No
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(str(tmp_path / "missing.yml"), environ={})
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
-
-
-@pytest.mark.parametrize(
-    "text", ["bogus: 1", "targets: [{path: /a, max_age: soon}]", "a: [1", "targets: []"]
-)
-def test_cli_exits_2_with_one_line(tmp_path: Path, text: str) -> None:
-    result = run_cli("check", "--config", write(tmp_path / "c.yml", text))
-    assert result.returncode == 2
-    assert result.stderr.startswith("backup-monitor: config error: ")
-    assert result.stderr.count("\n") == 1
-    assert "Traceback" not in result.stderr
-
-
-def test_config_check_prints_effective_config(tmp_path: Path) -> None:
-    path = write(tmp_path / "c.yml", "targets: [{path: /srv/b, max_age: 86400, min_size: 1000}]")
-    result = run_cli("config", "check", "--config", path, "--target", "x=/srv/x")
-    assert result.returncode == 0, result.stderr
-    assert "name: x" in result.stdout
-    assert "max_age: 24h" in result.stdout
-    assert "min_size: 1KiB" in result.stdout
-    assert "/srv/b" not in result.stdout  # command-line targets replace the file's
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,8 @@ from exporter.config import DEFAULT_EXCLUDES
 from exporter.matcher import Matcher
 from exporter.scan import scan_target
 from tests.conftest import make_config, require_tool, scrape, value, wait_for, write_backup
+from tests.helpers import make_db
 from tests.peers import WebhookReceiver
-from tests.test_verify import make_db
 
 
 @pytest.fixture

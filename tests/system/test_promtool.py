@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from tests.conftest import fetch, make_config, require_tool, write_backup
+from tests.helpers import KEPT_LINT, promtool_problems
+
 
 # The one lint kept on purpose: backup_count's name (see its HELP text).
-KEPT_LINT = 'backup_count non-histogram and non-summary metrics should not have "_count" suffix'
-
-
-def promtool_problems(promtool: str, exposition: str) -> list[str]:
-    """What `promtool check metrics` says of an exposition, a line per problem."""
-    result = subprocess.run(
-        [promtool, "check", "metrics"],
-        input=exposition,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    return [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-
-
 def test_promtool_check_metrics_on_a_real_scrape(tmp_path: Path, start_daemon) -> None:
     promtool = require_tool("promtool", "prometheus")
     write_backup(tmp_path / "ok" / "backup-1.db", 4096)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_config, scrape, value, wait_for, write_backup
+from tests.helpers import make_db
 from tests.peers import WebhookReceiver, free_port
-from tests.test_verify import make_db
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.moto_server.threaded_moto_server")

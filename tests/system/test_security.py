@@ -14,9 +14,8 @@ import bcrypt
 import pytest
 
 from tests.conftest import fetch, make_config, require_tool, wait_for, write_backup
+from tests.helpers import query, run_cli
 from tests.peers import free_port
-from tests.test_config import run_cli
-from tests.test_prometheus_rules import query
 
 PASSWORD = "correct horse battery"
 SECRET = "Pl4nted-S3cret"

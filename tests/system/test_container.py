@@ -19,10 +19,9 @@ import pytest
 import yaml
 
 from tests.conftest import fetch, parse_samples, require_tool, value, wait_for
+from tests.helpers import ROOT, make_db
 from tests.peers import free_port
-from tests.test_verify import make_db
 
-ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "deploy" / "compose" / "compose.yml"
 BASE = "localhost/backup-monitor-base:bookworm"
 IMAGE = "localhost/backup-monitor:test"

@@ -8,8 +8,6 @@ import os
 import re
 import subprocess
 import time
-import urllib.error
-import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -18,10 +16,9 @@ import yaml
 from exporter.bundle import dashboard_text, namespaced, rules_text
 from exporter.config import Config
 from tests.conftest import fetch, make_config, parse_samples, require_tool, wait_for, write_backup
+from tests.helpers import ROOT, make_db, query
 from tests.peers import free_port
-from tests.test_verify import make_db
 
-ROOT = Path(__file__).resolve().parents[1]
 RULES_DIR = ROOT / "alerts" / "prometheus"
 RULES = RULES_DIR / "backup-monitor.rules.yml"
 DASHBOARD = ROOT / "grafana" / "dashboards" / "backup-monitor.json"
@@ -171,15 +168,6 @@ scrape_configs:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-def query(url: str, expr: str) -> list[dict]:
-    try:
-        data = json.loads(fetch(f"{url}/api/v1/query?query={urllib.parse.quote(expr)}"))
-    except urllib.error.HTTPError as exc:
-        pytest.fail(f"{expr}: {exc.read().decode()}")
-    assert data["status"] == "success", data
-    return data["data"]["result"]
 
 
 def test_real_prometheus_rules_and_dashboard(tmp_path: Path, start_daemon, prometheus) -> None:
