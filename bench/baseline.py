@@ -24,9 +24,9 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.http import HttpServer
-from exporter.matcher import Matcher
-from exporter.scan import scan_target
+from exporter.sources.listing import scan_target
+from exporter.sources.matcher import Matcher
+from exporter.web.app import HttpServer
 
 MATCHER = Matcher(["backup-*"], [".*"])
 

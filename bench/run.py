@@ -31,7 +31,8 @@ from bench.harness import (
 )
 from exporter.config import Config
 from exporter.daemon import Daemon
-from exporter.supervisor import Target, scan_into_index
+from exporter.sources.supervisor import scan_into_index
+from exporter.target import Target
 from tests.peers import WebhookReceiver, free_port
 
 

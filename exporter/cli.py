@@ -14,9 +14,9 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from exporter import __version__
+from exporter.commands.exitcodes import Exit
+from exporter.commands.logs import setup_logging
 from exporter.config import Config, ConfigError, load_config, parse_target_spec, render_config
-from exporter.exitcodes import Exit
-from exporter.logs import setup_logging
 
 T = TypeVar("T")
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -221,7 +221,13 @@ def check(
     """
     import time
 
-    from exporter.oneshot import exit_code, render_json, render_table, run_checks, write_textfile
+    from exporter.commands.check import (
+        exit_code,
+        render_json,
+        render_table,
+        run_checks,
+        write_textfile,
+    )
 
     config = _load(config_path, targets)
     setup_logging("error", config.log_format)
@@ -266,7 +272,7 @@ def verify(
     a temporary copy).
     """
     from exporter.units import parse_duration, parse_size, printable
-    from exporter.verify import VerifyOptions, verify_file
+    from exporter.verify.content import VerifyOptions, verify_file
 
     try:
         options = VerifyOptions(
@@ -306,7 +312,7 @@ def config_group() -> None:
 @config_options
 def config_check(config_path: str | None, targets: tuple[str, ...]) -> None:
     """Validate the configuration and print the effective result (exit 2 if invalid)."""
-    from exporter.redact import redact_url
+    from exporter.alerting.redact import redact_url
 
     config = _load(config_path, targets, require_targets=False)
     _channels(config)
@@ -315,7 +321,7 @@ def config_check(config_path: str | None, targets: tuple[str, ...]) -> None:
 
 def _channels(config: Config) -> list[Any]:
     """The notification channels, or exit 2 naming the URL apprise cannot use."""
-    from alerts.delivery import build_channels
+    from exporter.alerting.delivery import build_channels
 
     try:
         return build_channels(config.notify)
@@ -332,7 +338,7 @@ def notify_group() -> None:
 @config_options
 def notify_test(config_path: str | None, targets: tuple[str, ...]) -> None:
     """Send a test notification through every configured URL (exit 1 if any fails)."""
-    from alerts.messages import TEST, Notification
+    from exporter.alerting.messages import TEST, Notification
 
     config = _load(config_path, targets, require_targets=False)
     setup_logging("error", config.log_format)
@@ -365,7 +371,7 @@ def notify_test(config_path: str | None, targets: tuple[str, ...]) -> None:
 @click.option("--listen", "-l", metavar="HOST:PORT", help="Address to serve on [default: :19117].")
 def demo(directory: str, listen: str | None) -> None:
     """Create a demo backup directory (SQLite backups, one fresh) and serve it."""
-    from exporter.demo import make_demo_backups
+    from exporter.commands.demo import make_demo_backups
 
     made = make_demo_backups(Path(directory))
     click.echo(f"demo: {len(made)} backups in {Path(directory).resolve()}", err=True)
@@ -373,7 +379,7 @@ def demo(directory: str, listen: str | None) -> None:
 
 
 def _bundled(render: Callable[[], str], config_path: str | None, namespace: str | None) -> None:
-    from exporter.bundle import NotBundled, namespaced
+    from exporter.commands.bundle import NotBundled, namespaced
 
     if namespace is None:
         namespace = _load(config_path, (), require_targets=False).namespace
@@ -398,7 +404,7 @@ def rules(config_path: str | None, targets: tuple[str, ...], namespace: str | No
 
     With the default namespace this is alerts/prometheus/backup-monitor.rules.yml as shipped.
     """
-    from exporter.bundle import rules_text
+    from exporter.commands.bundle import rules_text
 
     _bundled(rules_text, config_path, namespace)
 
@@ -408,7 +414,7 @@ def rules(config_path: str | None, targets: tuple[str, ...], namespace: str | No
 @namespace_option
 def dashboard(config_path: str | None, targets: tuple[str, ...], namespace: str | None) -> None:
     """Print the bundled Grafana dashboard (JSON) for the configured metric namespace."""
-    from exporter.bundle import dashboard_text
+    from exporter.commands.bundle import dashboard_text
 
     _bundled(dashboard_text, config_path, namespace)
 
@@ -436,7 +442,7 @@ def status(url: str, output: str, timeout: float) -> None:
     """
     import json
 
-    from exporter.statusview import exit_code_for, render_status
+    from exporter.commands.status_view import exit_code_for, render_status
 
     endpoint = url.rstrip("/") + "/api/v1/targets"
     try:

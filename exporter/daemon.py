@@ -12,20 +12,26 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from alerts.collector import AlertCollector
-from alerts.delivery import build_channels
-from alerts.service import Alerting
-from exporter.collector import BackupCollector
+from exporter.alerting.delivery import build_channels
+from exporter.alerting.service import Alerting
 from exporter.config import Config, parse_listen
-from exporter.http import HttpServer, make_app
+from exporter.counters import DaemonStats
 from exporter.index import Clock
-from exporter.remote import RemotePoller
-from exporter.stats import DaemonStats
-from exporter.status import build_targets
-from exporter.supervisor import Supervisor, Target, link_mirrors
-from exporter.verifier import Verifier
-from exporter.watch import ObserverFactory, OverflowListener, Watcher, default_observer_factory
-from exporter.webconfig import BasicAuth, load_web_config, ssl_context
+from exporter.sources.object_storage import RemotePoller
+from exporter.sources.supervisor import Supervisor
+from exporter.sources.watch import (
+    ObserverFactory,
+    OverflowListener,
+    Watcher,
+    default_observer_factory,
+)
+from exporter.target import Target, link_mirrors
+from exporter.verify.pool import Verifier
+from exporter.web.alert_metrics import AlertCollector
+from exporter.web.app import HttpServer, make_app
+from exporter.web.auth import BasicAuth, load_web_config, ssl_context
+from exporter.web.metrics import BackupCollector
+from exporter.web.status import build_targets
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from bench.harness import find_pipeline, make_tree, percentile, repeat, summary
-from exporter.matcher import Matcher
-from exporter.scan import scan_target
+from exporter.sources.listing import scan_target
+from exporter.sources.matcher import Matcher
 
 
 def test_percentile_is_nearest_rank() -> None:

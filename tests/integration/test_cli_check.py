@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from exporter.demo import make_demo_backups
+from exporter.commands.demo import make_demo_backups
 from tests.conftest import write_backup
 from tests.helpers import ROOT, run_cli
 

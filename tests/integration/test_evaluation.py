@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from alerts import checks
+from exporter.checks import table as checks
 from exporter.evaluation import INTERNAL_ERROR
 from tests.conftest import fetch, make_config, scrape, value, wait_for, write_backup
 from tests.helpers import ROOT, run_cli

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.daemon import Daemon
-from exporter.matcher import Matcher
-from exporter.scan import scan_target
+from exporter.sources.listing import scan_target
+from exporter.sources.matcher import Matcher
 from tests.conftest import make_config, wait_for
 
 names = st.sampled_from(["a.db", "b.db", "c.db", "sub/d.db", "sub/e.db", "x.db.part"])

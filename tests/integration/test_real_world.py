@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from exporter.config import DEFAULT_EXCLUDES
-from exporter.matcher import Matcher
-from exporter.scan import scan_target
+from exporter.sources.listing import scan_target
+from exporter.sources.matcher import Matcher
 from tests.conftest import make_config, require_tool, scrape, value, wait_for, write_backup
 from tests.helpers import make_db
 from tests.peers import WebhookReceiver

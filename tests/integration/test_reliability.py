@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.matcher import Matcher
-from exporter.scan import scan_target
-from exporter.verify import VerifyOptions, verify_file
+from exporter.sources.listing import scan_target
+from exporter.sources.matcher import Matcher
+from exporter.verify.content import VerifyOptions, verify_file
 from tests.conftest import make_config, require_tool, scrape, value, wait_for, write_backup
 from tests.helpers import base_config, make_db, titles, write_config
 from tests.peers import WebhookReceiver

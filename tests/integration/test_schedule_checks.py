@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alerts.checks import evaluate
+from exporter.checks.table import evaluate
 from exporter.config import TargetConfig
-from exporter.supervisor import Target, scan_into_index
+from exporter.sources.supervisor import scan_into_index
+from exporter.target import Target
 from exporter.timestamps import make_stamper
 from tests.conftest import make_config, scrape, value, wait_for, write_backup
 from tests.peers import WebhookReceiver

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from exporter import stathelper, statmany
 from exporter.index import FileMap
-from exporter.matcher import Matcher
-from exporter.scan import scan_target
-from exporter.statmany import Helper, stat_many
+from exporter.sources import parallel_stat as statmany
+from exporter.sources import stat_helper as stathelper
+from exporter.sources.listing import scan_target
+from exporter.sources.matcher import Matcher
+from exporter.sources.parallel_stat import Helper, stat_many
 from tests.conftest import write_backup
 
 OddDir = tuple[int, list[str]]  # a directory's descriptor, and names in it

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from exporter.config import Config
-from exporter.verify import VerifyOptions, verify_file
+from exporter.verify.content import VerifyOptions, verify_file
 from tests.conftest import make_config, parse_samples, require_tool, scrape, value, wait_for
 from tests.helpers import KEPT_LINT, ROOT, make_db, promtool_problems, run_cli
 from tests.peers import WebhookReceiver

@@ -10,7 +10,7 @@ import pytest
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyObserver
 
-from exporter.logs import setup_logging
+from exporter.commands.logs import setup_logging
 from tests.conftest import make_config, scrape, value, wait_for, write_backup
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.bundle import dashboard_text, namespaced, rules_text
+from exporter.commands.bundle import dashboard_text, namespaced, rules_text
 from exporter.config import Config
 from tests.conftest import fetch, make_config, parse_samples, require_tool, wait_for, write_backup
 from tests.helpers import ROOT, make_db, query

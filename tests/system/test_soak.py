@@ -14,8 +14,8 @@ import threading
 import time
 from pathlib import Path
 
-from exporter.matcher import Matcher
-from exporter.scan import scan_target
+from exporter.sources.listing import scan_target
+from exporter.sources.matcher import Matcher
 from tests.conftest import fetch, make_config, parse_samples, value
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from alerts.messages import FIRING, RESOLVED
-from alerts.state import AlertState
+from exporter.alerting.messages import FIRING, RESOLVED
+from exporter.alerting.state import AlertState
 
 
 def statuses(notices) -> list[str]:

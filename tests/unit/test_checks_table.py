@@ -9,11 +9,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts import checks
-from alerts.messages import SUMMARIES
+from exporter.alerting.messages import SUMMARIES
+from exporter.checks import table as checks
 from exporter.config import TargetConfig
 from exporter.schedule import Schedule, resolve_zone
-from exporter.supervisor import Target
+from exporter.target import Target
 from tests.helpers import ROOT
 
 RULES = ROOT / "alerts" / "prometheus" / "backup-monitor.rules.yml"

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from alerts.checks import evaluate_target
-from exporter.collector import BackupCollector
+from exporter.checks.table import evaluate_target
 from exporter.config import Config
-from exporter.stats import DaemonStats
-from exporter.supervisor import Target, scan_into_index
+from exporter.counters import DaemonStats
+from exporter.sources.supervisor import scan_into_index
+from exporter.target import Target
+from exporter.web.metrics import BackupCollector
 from tests.conftest import write_backup
 from tests.helpers import ROOT
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.matcher import Matcher
-from exporter.scan import TargetUnavailable, scan_target
+from exporter.sources.listing import TargetUnavailable, scan_target
+from exporter.sources.matcher import Matcher
 from tests.conftest import write_backup
 
 DEFAULT = Matcher(["*"], [".*", "*.tmp", "*.part", "*.partial", "*.lock"])

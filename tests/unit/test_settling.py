@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from alerts.checks import check_shrink, check_size, check_verify, check_writing
+from exporter.checks.table import check_shrink, check_size, check_verify, check_writing
 from exporter.config import TargetConfig
+from exporter.counters import DaemonStats
 from exporter.index import TargetIndex, Verification
-from exporter.matcher import Matcher
-from exporter.mounts import choose_mode, mount_of, needs_polling, parse_mountinfo
-from exporter.polling import SPREAD, poll_once
-from exporter.stats import DaemonStats
-from exporter.supervisor import Target
-from exporter.watch import TargetEventHandler
+from exporter.sources.matcher import Matcher
+from exporter.sources.mounts import choose_mode, mount_of, needs_polling, parse_mountinfo
+from exporter.sources.polling import SPREAD, poll_once
+from exporter.sources.watch import TargetEventHandler
+from exporter.target import Target
 from tests.conftest import write_backup
 
 

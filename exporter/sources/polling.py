@@ -14,14 +14,14 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from exporter.scan import TargetUnavailable, list_names
+from exporter.sources.listing import TargetUnavailable, list_names
 
 if TYPE_CHECKING:
-    from exporter.watch import TargetEventHandler
+    from exporter.sources.watch import TargetEventHandler
 
 log = logging.getLogger(__name__)
 
-SPREAD = 10
+SPREAD = 30  # every file re-statted within 30 rounds (2.5 min at the 5 s default)
 
 
 def _slice(names: set[str], turn: int) -> set[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import sys
-from importlib import resources
 from pathlib import Path
 
 DEFAULT_NAMESPACE = "backup"
@@ -29,17 +28,21 @@ def namespaced(text: str, namespace: str) -> str:
     return _METRIC.sub(namespace + "_", text)
 
 
-def rules_text() -> str:
-    return resources.files("alerts").joinpath("prometheus/backup-monitor.rules.yml").read_text()
-
-
-def dashboard_text() -> str:
-    """The dashboard, from a source checkout or where the wheel installs data files."""
+def _bundled(source: str, installed: str) -> str:
+    """A bundled file, from a source checkout or where the wheel installs data files."""
     candidates = (
-        Path(__file__).resolve().parents[1] / "grafana" / "dashboards" / DASHBOARD,
-        Path(sys.prefix) / "share" / "backup-monitor" / "grafana" / DASHBOARD,
+        Path(__file__).resolve().parents[2] / source,
+        Path(sys.prefix) / "share" / "backup-monitor" / installed,
     )
     for path in candidates:
         if path.is_file():
             return path.read_text()
-    raise NotBundled(f"the Grafana dashboard is not installed here (looked for {DASHBOARD})")
+    raise NotBundled(f"{Path(source).name} is not installed here")
+
+
+def rules_text() -> str:
+    return _bundled("alerts/prometheus/backup-monitor.rules.yml", "alerts/backup-monitor.rules.yml")
+
+
+def dashboard_text() -> str:
+    return _bundled(f"grafana/dashboards/{DASHBOARD}", f"grafana/{DASHBOARD}")

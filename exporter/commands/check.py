@@ -12,16 +12,17 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from alerts.checks import evaluate_target
-from exporter.collector import BackupCollector
+from exporter.checks.table import evaluate_target
+from exporter.commands.exitcodes import STATE_EXIT, Exit
 from exporter.config import Config
-from exporter.exitcodes import STATE_EXIT, Exit
 from exporter.index import Clock, Verification
-from exporter.remote import RemotePoller
-from exporter.status import build_targets, checks_of, no_alerts
-from exporter.supervisor import Target, link_mirrors, scan_into_index
+from exporter.sources.object_storage import RemotePoller
+from exporter.sources.supervisor import scan_into_index
+from exporter.target import Target, link_mirrors
 from exporter.units import printable
-from exporter.verifier import verify_newest
+from exporter.verify.pool import verify_newest
+from exporter.web.metrics import BackupCollector
+from exporter.web.status import build_targets, checks_of, no_alerts
 
 
 def run_checks(

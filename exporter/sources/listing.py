@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from stat import S_ISLNK, S_ISREG
 
 from exporter.index import FileMap
-from exporter.matcher import Matcher
-from exporter.stathelper import SYMLINK
-from exporter.statmany import Links, StatMany
+from exporter.sources.matcher import Matcher
+from exporter.sources.parallel_stat import Links, StatMany
+from exporter.sources.stat_helper import SYMLINK
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator, Sequence
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from alerts.service import Alerting
-from exporter.supervisor import Target
+from exporter.alerting.service import Alerting
+from exporter.target import Target
 
 
 class AlertCollector(Collector):

@@ -19,12 +19,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+from exporter.counters import DaemonStats
 from exporter.index import Clock, Verification
-from exporter.remote import download
-from exporter.scan import TargetUnavailable
-from exporter.stats import DaemonStats
-from exporter.supervisor import Target
-from exporter.verify import VerifyOptions, VerifyResult, verify_file
+from exporter.sources.listing import TargetUnavailable
+from exporter.sources.object_storage import download
+from exporter.target import Target
+from exporter.verify.content import VerifyOptions, VerifyResult, verify_file
 
 log = logging.getLogger(__name__)
 

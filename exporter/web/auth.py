@@ -26,7 +26,7 @@ import bcrypt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exporter.config import ConfigError, format_validation_error, parse_yaml, read_text
-from exporter.http import StartResponse, WSGIApp
+from exporter.web.app import StartResponse, WSGIApp
 
 BCRYPT_MAX = 72  # bytes of a password bcrypt looks at
 # Endpoints a container or load balancer probes without credentials; they reveal nothing.

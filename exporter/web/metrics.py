@@ -14,11 +14,11 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.counters import DaemonStats
 from exporter.index import Clock, TargetSnapshot
-from exporter.stats import DaemonStats
-from exporter.supervisor import FUTURE_TOLERANCE, Target
-from exporter.verifier import wants_verification
-from exporter.watch import WATCH_MODES
+from exporter.sources.watch import WATCH_MODES
+from exporter.target import FUTURE_TOLERANCE, Target
+from exporter.verify.pool import wants_verification
 
 _TARGET_HELP = {
     "age_seconds": (

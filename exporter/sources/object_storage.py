@@ -19,7 +19,7 @@ from typing import Any
 
 from exporter.config import S3Config
 from exporter.index import Clock, FileMap
-from exporter.scan import TargetUnavailable
+from exporter.sources.listing import TargetUnavailable
 
 log = logging.getLogger(__name__)
 

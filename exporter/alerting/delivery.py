@@ -5,7 +5,7 @@ worker thread and queue: a dead or slow endpoint delays nothing but itself.
 Each attempt is bounded by ``timeout``; a failure is retried with exponential
 backoff (``retry_initial`` doubling up to ``retry_max``), for ever, in order.
 Undelivered notifications are part of the state file, so a restart delivers them.
-Only the redacted form of a URL (``exporter.redact``: no character of a password or
+Only the redacted form of a URL (``exporter.alerting.redact``: no character of a password or
 token) is ever logged, and every log record is scrubbed of the URLs' secrets.
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 
 import apprise
 
-from alerts.messages import FIRING, RESOLVED, Notification
+from exporter.alerting.messages import FIRING, RESOLVED, Notification
+from exporter.alerting.redact import SECRETS, redact_url
 from exporter.config import ConfigError, NotifyConfig
-from exporter.redact import SECRETS, redact_url
 
 log = logging.getLogger(__name__)
 

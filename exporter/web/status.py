@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from exporter.index import BackupFile, TargetSnapshot
-from exporter.supervisor import Target
+from exporter.target import Target
 from exporter.units import format_duration, humanize_age, humanize_size
 
 API_VERSION = 1

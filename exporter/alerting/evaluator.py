@@ -16,12 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from alerts.checks import REFRESH, evaluate_target
-from alerts.messages import FIRING, Notification, render
-from alerts.state import AlertState
+from exporter.alerting.messages import FIRING, Notification, render
+from exporter.alerting.state import AlertState
+from exporter.checks.table import REFRESH, evaluate_target
 from exporter.config import NotifyConfig
 from exporter.index import Clock
-from exporter.supervisor import Target
+from exporter.target import Target
 
 log = logging.getLogger(__name__)
 

@@ -6,15 +6,15 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from alerts.delivery import Delivery, build_channels
-from alerts.evaluator import Evaluator
-from alerts.heartbeat import Heartbeat
-from alerts.state import AlertState
-from alerts.store import StateStore
+from exporter.alerting.delivery import Delivery, build_channels
+from exporter.alerting.evaluator import Evaluator
+from exporter.alerting.heartbeat import Heartbeat
+from exporter.alerting.redact import SECRETS, redact_url
+from exporter.alerting.state import AlertState
+from exporter.alerting.store import StateStore
 from exporter.config import Config
 from exporter.index import Clock
-from exporter.redact import SECRETS, redact_url
-from exporter.supervisor import Target
+from exporter.target import Target
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from alerts.checks import SUMMARIES
+from exporter.checks.table import SUMMARIES
 from exporter.config import NotifyConfig, TargetConfig
 from exporter.index import TargetSnapshot
 from exporter.units import format_duration, humanize_age, humanize_size

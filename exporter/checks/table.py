@@ -17,10 +17,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.analysis import mirror_copy, missing_runs, retention_violations, settled_size_ratio
+from exporter.checks.history import (
+    mirror_copy,
+    missing_runs,
+    retention_violations,
+    settled_size_ratio,
+)
 from exporter.evaluation import INTERNAL_ERROR, CheckResult, Evaluation
 from exporter.index import TargetSnapshot
-from exporter.supervisor import Target
+from exporter.target import Target
 from exporter.units import format_duration, humanize_age, humanize_size
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from exporter.exitcodes import STATE_EXIT, Exit
+from exporter.commands.exitcodes import STATE_EXIT, Exit
 from exporter.units import printable
 
 _COLOURS = {"ok": "green", "failing": "yellow", "down": "red"}

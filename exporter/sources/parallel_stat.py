@@ -22,8 +22,8 @@ import subprocess
 import sys
 from collections.abc import Iterable
 
-from exporter import stathelper
 from exporter.index import FileMap
+from exporter.sources import stat_helper as stathelper
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from exporter import __version__
-from exporter.status import build_alerts
-from exporter.statuspage import render_page
+from exporter.web.page import render_page
+from exporter.web.status import build_alerts
 
 log = logging.getLogger(__name__)
 

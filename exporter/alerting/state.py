@@ -15,7 +15,7 @@ import threading
 from dataclasses import asdict, astuple, dataclass
 from typing import Any
 
-from alerts.messages import FIRING, RESOLVED
+from exporter.alerting.messages import FIRING, RESOLVED
 
 
 @dataclass

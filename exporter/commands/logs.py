@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from exporter.redact import SECRETS
+from exporter.alerting.redact import SECRETS
 
 
 class JsonFormatter(logging.Formatter):

@@ -11,7 +11,7 @@ from importlib import resources
 
 
 def render_page(version: str, metrics_path: str, refresh_seconds: float = 10.0) -> bytes:
-    page = resources.files("exporter").joinpath("static/status.html").read_text("utf-8")
+    page = resources.files("exporter").joinpath("web/static/status.html").read_text("utf-8")
     return (
         page.replace("__VERSION__", html.escape(version))
         .replace("__METRICS__", html.escape(metrics_path.lstrip("/")))

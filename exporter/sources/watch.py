@@ -31,13 +31,13 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
 
+from exporter.counters import DaemonStats
 from exporter.index import TargetIndex
-from exporter.matcher import Matcher
-from exporter.mounts import choose_mode
-from exporter.polling import DirectoryPoller
-from exporter.scan import is_symlink_alias, stat_backup
-from exporter.stathelper import SYMLINK
-from exporter.stats import DaemonStats
+from exporter.sources.listing import is_symlink_alias, stat_backup
+from exporter.sources.matcher import Matcher
+from exporter.sources.mounts import choose_mode
+from exporter.sources.polling import DirectoryPoller
+from exporter.sources.stat_helper import SYMLINK
 from exporter.timestamps import Stamper
 
 log = logging.getLogger(__name__)

@@ -1,1 +1,0 @@
-"""Threshold checks, alert state, notification delivery and the bundled Prometheus rules."""

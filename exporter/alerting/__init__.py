@@ -1,0 +1,1 @@
+"""The daemon's own alerts: state machine, state file, messages, delivery, evaluator, heartbeat."""

@@ -1,0 +1,1 @@
+"""The CLI's commands besides serve: check, status, demo, rules and dashboard; exit codes."""

@@ -1,0 +1,2 @@
+"""Where backups are seen: listings, the stat helper, inotify and polling, object storage,
+the supervisor."""

@@ -1,0 +1,1 @@
+"""Is the backup restorable: content checks and the pool that runs them."""
