@@ -21,6 +21,7 @@ from exporter.alerting.state import AlertState
 from exporter.checks.table import REFRESH, evaluate_target
 from exporter.config import NotifyConfig
 from exporter.index import Clock
+from exporter.loop import Loop
 from exporter.target import Target
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ MIN_GAP = 0.1
 DEADLINE_SLACK = 0.01
 
 
-class Evaluator:
+class Evaluator(Loop):
     def __init__(
         self,
         targets: Callable[[], Sequence[Target]],
@@ -42,15 +43,13 @@ class Evaluator:
         save: Callable[[], object],
         clock: Clock = time.time,
     ) -> None:
+        super().__init__("evaluator", SAFETY_TICK, min_gap=MIN_GAP)
         self.targets = targets
         self.state = state
         self.notify = notify
         self.submit = submit
         self.save = save
         self.clock = clock
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self.rounds = 0
         self._lock = threading.Lock()
         self._check_errors: dict[tuple[str, str], int] = {}
@@ -64,9 +63,6 @@ class Evaluator:
         """(target, check) -> evaluations in which that check raised."""
         with self._lock:
             return dict(self._check_errors)
-
-    def wake(self, _target: str = "") -> None:
-        self._wake.set()
 
     def evaluate_once(self) -> float | None:
         """Evaluate every target; returns when the next evaluation is due by itself."""
@@ -118,32 +114,11 @@ class Evaluator:
             moments.append(state_wake)
         return min(moments, default=None)
 
-    def start(self) -> None:
+    def round(self) -> float:
+        due = self.evaluate_once()
+        return SAFETY_TICK if due is None else min(SAFETY_TICK, due - self.clock())
+
+    def start(self, *, first_round_now: bool = True) -> None:
         # The first round here, so the first scrape already has every verdict.
-        try:
-            self.evaluate_once()
-        except Exception:  # the thread's rounds go on whatever this one did
-            log.exception("alert evaluation failed")
-        self._thread = threading.Thread(target=self._run, name="evaluator", daemon=True)
-        self._thread.start()
-
-    def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                due = self.evaluate_once()
-            except Exception:  # keep evaluating whatever one round did
-                log.exception("alert evaluation failed")
-                due = None
-            wait = SAFETY_TICK if due is None else min(SAFETY_TICK, due - self.clock())
-            self._stopping.wait(MIN_GAP)
-            self._wake.wait(max(DEADLINE_SLACK, wait - MIN_GAP))
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        self.run_round()
+        super().start(first_round_now=first_round_now)

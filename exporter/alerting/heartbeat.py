@@ -7,19 +7,19 @@ or blind monitor is noticed too.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
 
 from exporter.config import HeartbeatConfig
+from exporter.loop import Loop
 
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], tuple[bool, str]]
 
 
-class Heartbeat:
+class Heartbeat(Loop):
     def __init__(
         self,
         config: HeartbeatConfig,
@@ -27,6 +27,7 @@ class Heartbeat:
         redacted_url: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__("heartbeat", config.interval)
         self.config = config
         self.healthy = healthy
         self.redacted_url = redacted_url
@@ -34,8 +35,6 @@ class Heartbeat:
         self.last_success = 0.0
         self.withheld = 0  # rounds in which the daemon was unhealthy
         self._was_ok = True
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
     def beat(self) -> bool:
         """One round: ping if healthy; True when a ping succeeded."""
@@ -62,15 +61,8 @@ class Heartbeat:
         self.last_success = self.clock()
         return True
 
-    def start(self) -> None:
-        self._thread.start()
+    def round(self) -> None:
+        self.beat()
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self.beat()
-            self._stopping.wait(self.config.interval)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=0.5)  # a ping in flight must not delay shutdown
+    def stop(self, timeout: float = 0.5) -> None:
+        super().stop(timeout)  # a ping in flight must not delay shutdown

@@ -12,13 +12,13 @@ and never appear in the configuration or the logs.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from exporter.config import S3Config
 from exporter.index import Clock, FileMap
+from exporter.loop import Loop
 from exporter.sources.listing import TargetUnavailable
 
 log = logging.getLogger(__name__)
@@ -98,16 +98,14 @@ def download(cfg: Any, name: str, destination: str, limit: int) -> None:
         raise TargetUnavailable(describe_error(exc)) from None
 
 
-class RemotePoller:
+class RemotePoller(Loop):
     """One thread per remote target: list, apply to the index, sleep, repeat."""
 
     def __init__(self, target: Any, clock: Clock = time.time) -> None:
+        super().__init__(f"s3-{target.name}", target.config.storage.list_interval)
         self.target = target
         self.clock = clock
-        self._stopping = threading.Event()
-        self._wake = threading.Event()
         self._client: Any = None
-        self._thread = threading.Thread(target=self._run, name=f"s3-{target.name}", daemon=True)
 
     def poll(self) -> None:
         """One listing, applied to the index (or the target marked unreachable)."""
@@ -134,23 +132,11 @@ class RemotePoller:
         if was.scanned and not was.up:
             log.info("target %s is reachable again: %d backups", cfg.name, len(files))
 
-    def start(self) -> None:
-        self._thread.start()
+    def round(self) -> None:
+        self.poll()
 
     def request(self) -> None:
-        self._wake.set()
+        self.wake()
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self.poll()
-            except Exception:  # the loop must outlive any one bad listing
-                log.exception("listing target %s failed", self.target.name)
-            self._wake.wait(self.target.config.storage.list_interval)
-            self._wake.clear()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=1)
+    def stop(self, timeout: float = 1.0) -> None:
+        super().stop(timeout)

@@ -14,6 +14,7 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
+from exporter.loop import Loop
 from exporter.sources.listing import TargetUnavailable, list_names
 
 if TYPE_CHECKING:
@@ -45,16 +46,15 @@ def poll_once(handler: TargetEventHandler, turn: int = 0) -> None:
         handler.refresh(os.path.join(root, rel))
 
 
-class DirectoryPoller:
+class DirectoryPoller(Loop):
     """One thread polling every polled target each ``interval`` seconds."""
 
     def __init__(self, interval: float) -> None:
-        self.interval = interval
+        super().__init__("poller", interval)
         self._lock = threading.Lock()
         self._handlers: dict[str, TargetEventHandler] = {}
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="poller", daemon=True)
-        self._thread.start()
+        self._turn = 0
+        self.start(first_round_now=False)
 
     def watch(self, handler: TargetEventHandler) -> None:
         with self._lock:
@@ -69,22 +69,13 @@ class DirectoryPoller:
             handler = self._handlers.get(name)
             return handler.root if handler else None
 
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
-        turn = 0
-        while not self._stopping.wait(self.interval):
-            turn += 1
-            with self._lock:
-                handlers = list(self._handlers.values())
-            for handler in handlers:
-                try:
-                    poll_once(handler, turn)
-                except Exception:  # one target's bad round must not stop the others
-                    log.exception("polling target %s failed; rescanning", handler.index.name)
-                    handler.request_rescan(handler.index.name)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=2)
+    def round(self) -> None:
+        self._turn += 1
+        with self._lock:
+            handlers = list(self._handlers.values())
+        for handler in handlers:
+            try:
+                poll_once(handler, self._turn)
+            except Exception:  # one target's bad round must not stop the others
+                log.exception("polling target %s failed; rescanning", handler.index.name)
+                handler.request_rescan(handler.index.name)

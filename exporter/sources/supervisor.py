@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 from exporter.counters import DaemonStats
 from exporter.index import Clock
+from exporter.loop import Loop
 from exporter.sources.listing import TargetUnavailable, scan_listing
 from exporter.sources.watch import TargetEventHandler, Watcher
 from exporter.target import FUTURE_TOLERANCE, Target
@@ -91,7 +92,7 @@ def scan_into_index(target: Target, clock: Clock) -> None:
         log.info("rescan of target %s corrected %d entries", target.name, corrections)
 
 
-class Supervisor:
+class Supervisor(Loop):
     def __init__(
         self,
         targets: Iterable[Target],
@@ -102,6 +103,7 @@ class Supervisor:
         clock: Clock = time.time,
         watch_mode: str = "auto",
     ) -> None:
+        super().__init__("supervisor", retry_interval)
         self.targets = {t.name: t for t in targets}
         self.watcher = watcher
         self.watch_mode = watch_mode  # for targets without a watch_mode of their own
@@ -113,12 +115,7 @@ class Supervisor:
         self._lock = threading.Lock()
         self._requested: set[str] = set()
         self._rewatch: set[str] = set()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self._next_rescan = time.monotonic() + rescan_interval
-        self._last_round_ok = 0.0
-        self._last_round_failed = False
 
     def set_targets(
         self, targets: Iterable[Target], rescan_interval: float, retry_interval: float
@@ -126,8 +123,8 @@ class Supervisor:
         """Swap in a new target set (a reload); the loop picks it up at its next round."""
         self.targets = {t.name: t for t in targets}
         self.rescan_interval = rescan_interval
-        self.retry_interval = retry_interval
-        self._wake.set()
+        self.retry_interval = self.interval = retry_interval
+        self.wake()
 
     # --- requests from other threads ---------------------------------------------------
 
@@ -136,12 +133,12 @@ class Supervisor:
             self._requested.add(name)
             if rewatch:
                 self._rewatch.add(name)
-        self._wake.set()
+        self.wake()
 
     def request_rescan_all(self) -> None:
         with self._lock:
             self._requested.update(self.targets)
-        self._wake.set()
+        self.wake()
 
     # --- scanning ----------------------------------------------------------------------
 
@@ -231,38 +228,17 @@ class Supervisor:
 
     # --- thread ------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._last_round_ok = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
-        self._thread.start()
+    def start(self, *, first_round_now: bool = False) -> None:
+        # The initial scan was done before start: the first round waits a retry tick.
+        self.last_success = time.monotonic()
+        super().start(first_round_now=first_round_now)
 
     def is_healthy(self) -> bool:
         """The loop runs and its last round succeeded recently."""
-        if self._thread is None or not self._thread.is_alive() or self._last_round_failed:
+        if not self.is_alive() or self.failing:
             return False
-        return time.monotonic() - self._last_round_ok < max(10.0, 5 * self.retry_interval)
+        return time.monotonic() - self.last_success < max(10.0, 5 * self.retry_interval)
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            wait = min(self.retry_interval, max(0.0, self._next_rescan - time.monotonic()))
-            self._wake.wait(wait)
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            try:
-                self.tick()
-            except Exception:  # the loop must outlive any one bad round
-                if not self._last_round_failed:
-                    log.exception("scan round failed; retrying every %ss", self.retry_interval)
-                self._last_round_failed = True
-                continue
-            if self._last_round_failed:
-                log.info("scan rounds succeed again")
-            self._last_round_ok = time.monotonic()
-            self._last_round_failed = False
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+    def round(self) -> float:
+        self.tick()
+        return min(self.retry_interval, max(0.0, self._next_rescan - time.monotonic()))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 from exporter.counters import DaemonStats
 from exporter.index import Clock, Verification
+from exporter.loop import Loop
 from exporter.sources.listing import TargetUnavailable
 from exporter.sources.object_storage import download
 from exporter.target import Target
@@ -106,7 +107,7 @@ class _Watch:
     done: tuple[str, int, float] | None = None  # the last entry verified
 
 
-class Verifier:
+class Verifier(Loop):
     def __init__(
         self,
         targets: Callable[[], Sequence[Target]],
@@ -114,38 +115,20 @@ class Verifier:
         workers: int,
         clock: Clock = time.time,
     ) -> None:
+        super().__init__("verifier", POLL, min_gap=MIN_GAP)  # an event storm: one round
         self.targets = targets
         self.stats = stats
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify")
         self._watches: dict[str, _Watch] = {}
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="verifier", daemon=True)
 
-    def wake(self, _target: str = "") -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
+    def stop(self, timeout: float = 1.0) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._thread.is_alive():
-            self._thread.join(timeout=1)
+        super().stop(timeout)
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self.tick()
-            except Exception:  # the loop must outlive one bad round
-                log.exception("verifier round failed")
-            self._wake.wait(POLL)
-            self._wake.clear()
-            self._stopping.wait(MIN_GAP)  # coalesce an event storm into one round
+    def round(self) -> None:
+        self.tick()
 
     def tick(self) -> None:
         now = self.clock()
