@@ -19,7 +19,8 @@ from typing import Any
 from exporter.config import S3Config
 from exporter.index import Clock, FileMap
 from exporter.loop import Loop
-from exporter.sources.listing import TargetUnavailable
+from exporter.sources.apply import apply_listing
+from exporter.sources.listing import Listing, TargetUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -110,27 +111,14 @@ class RemotePoller(Loop):
     def poll(self) -> None:
         """One listing, applied to the index (or the target marked unreachable)."""
         cfg = self.target.config
-        index = self.target.index
-        index.begin_scan()
-        started = self.clock()
-        was = index.snapshot()
-        try:
+
+        def listing() -> Listing:
             if self._client is None:
                 self._client = make_client(cfg.storage)
-            raw = list_target(self._client, cfg.path, self.target.matcher.wants_file, cfg.recursive)
-        except TargetUnavailable as exc:
-            index.mark_unreachable(str(exc), self.clock())
-            if was.up or not was.scanned or was.error != str(exc):
-                log.warning(
-                    "target %s is down: %s: %s (keeping its last values)", cfg.name, cfg.path, exc
-                )
-            return
-        finished = self.clock()
-        files, unparsed, _recent = self.target.split(raw, finished)
-        # A listed object is complete: none is being written (the index's settle is 0).
-        index.apply_scan(files, unparsed, finished, max(0.0, finished - started), {})
-        if was.scanned and not was.up:
-            log.info("target %s is reachable again: %d backups", cfg.name, len(files))
+            wanted = self.target.matcher.wants_file
+            return Listing(list_target(self._client, cfg.path, wanted, cfg.recursive), {}, [])
+
+        apply_listing(self.target, self.clock, listing, keep_stale=True)
 
     def round(self) -> None:
         self.poll()

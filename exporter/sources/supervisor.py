@@ -22,10 +22,10 @@ from collections.abc import Iterable
 from exporter.counters import DaemonStats
 from exporter.index import Clock
 from exporter.loop import Loop
-from exporter.sources.listing import TargetUnavailable, scan_listing
+from exporter.sources.apply import apply_listing
+from exporter.sources.listing import scan_listing
 from exporter.sources.watch import TargetEventHandler, Watcher
-from exporter.target import FUTURE_TOLERANCE, Target
-from exporter.units import printable
+from exporter.target import Target
 
 log = logging.getLogger(__name__)
 
@@ -42,54 +42,9 @@ def root_identity(path: str) -> tuple[int, int] | None:
 def scan_into_index(target: Target, clock: Clock) -> None:
     """One full scan applied to the target's index (marks it down if the root is unusable)."""
     root = os.path.realpath(target.config.path)
-    target.index.begin_scan()
-    started = clock()
-    was = target.index.snapshot()
-    try:
-        listing = scan_listing(root, target.matcher, target.config.recursive)
-    except TargetUnavailable as exc:
-        target.index.mark_down(str(exc), clock())
-        if was.up or not was.scanned or was.error != str(exc):
-            log.warning("target %s is down: %s: %s", target.name, target.config.path, exc)
-        return
-    finished = clock()
-    files, unparsed, recent = target.split(listing.files, finished)
-    known = target.index.snapshot().unparsed
-    corrections = target.index.apply_scan(
-        files,
-        unparsed,
-        finished,
-        max(0.0, finished - started),
-        recent,
-        listing.inodes,
-        len(listing.unreadable),
+    apply_listing(
+        target, clock, lambda: scan_listing(root, target.matcher, target.config.recursive)
     )
-    if len(listing.unreadable) > was.unreadable:
-        log.warning(
-            "target %s: %d entries cannot be read (path too long or no permission; e.g. %s)",
-            target.name,
-            len(listing.unreadable),
-            printable(listing.unreadable[0]),
-        )
-    if len(unparsed) > known:
-        log.warning(
-            "target %s: %d file names do not match name_format %r (e.g. %s); counted apart",
-            target.name,
-            len(unparsed),
-            target.config.name_format,
-            sorted(unparsed)[0],
-        )
-    future = target.index.count_after(finished + FUTURE_TOLERANCE)
-    if future > target.future_seen:
-        log.warning(
-            "target %s: %d backups are dated in the future (clock or name wrong?)",
-            target.name,
-            future,
-        )
-    if was.scanned and not was.up:
-        log.info("target %s is up again: %d backups", target.name, len(files))
-    elif was.scanned and corrections:
-        log.info("rescan of target %s corrected %d entries", target.name, corrections)
 
 
 class Supervisor(Loop):
