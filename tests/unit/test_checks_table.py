@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -99,3 +100,28 @@ def test_exit_codes_are_defined_once() -> None:
     )
     assert not re.search(r"sys\.exit\((?:0|1|2|3|4)\b", source)
     assert not re.search(r"_fail\([^)]*, (?:0|1|2|3|4)\)", source)
+
+
+@pytest.mark.parametrize(
+    ("options", "checks_using_history"),
+    [
+        ({"max_shrink": None}, set()),
+        ({"max_shrink": None, "schedule": "0 2 * * *"}, {"gaps"}),
+        ({}, {"shrink"}),
+        ({"max_shrink": None, "max_growth": "50%"}, {"growth"}),
+        ({"max_shrink": None, "retention": "30d"}, {"retention"}),
+        ({"max_shrink": None, "size_history": 0, "max_growth": "50%"}, set()),
+    ],
+)
+def test_a_target_keeps_its_history_exactly_when_a_check_needs_it(
+    options: dict, checks_using_history: set[str]
+) -> None:
+    """TargetConfig.needs_history agrees with the table's needs_history flags: the history
+    is kept when, and only when, an applicable check is marked as needing it."""
+    config = TargetConfig.model_validate({"name": "t", "path": "/b", "settle": 0, **options})
+    target = Target(config, lambda: 1_780_000_000.0)
+    target.index.apply_scan({"b1": (5000, 1_779_990_000.0)}, set(), 1_780_000_000.0, 0.0)
+    applicable = checks.evaluate(target.index.snapshot(), target, 1_780_000_000.0)
+    marked = {s.name for s in checks.CHECKS if s.needs_history and s.name in applicable}
+    assert marked == checks_using_history
+    assert config.needs_history == bool(marked)
