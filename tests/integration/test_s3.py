@@ -77,8 +77,11 @@ def test_age_size_count_and_name_timestamps(s3, start_daemon) -> None:
         ]
     )
     daemon = start_daemon(config)
-    wait_for(lambda: value(scrape(daemon.url), "backup_target_up", target="offsite") == 1)
+    # The verdict follows the first listing by one evaluator round.
+    verdict = lambda: value(scrape(daemon.url), "backup_check_ok", target="offsite", check="age")  # noqa: E731
+    wait_for(lambda: verdict() is not None)
     s = scrape(daemon.url)
+    assert value(s, "backup_target_up", target="offsite") == 1
     assert value(s, "backup_count", target="offsite") == 2
     assert value(s, "backup_newest_size_bytes", target="offsite") == 800
     assert (
