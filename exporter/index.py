@@ -417,11 +417,6 @@ class TargetIndex:
         if changed:
             self._notify()
 
-    def lookup(self, name: str) -> tuple[int, float] | None:
-        """(size, timestamp) of one backup, or None."""
-        with self._lock:
-            return self._files.get(name)
-
     def mark_down(self, error: str, finished_at: float) -> None:
         """The directory is missing or unreadable: its backups are not visible."""
         with self._lock:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 from exporter.config import S3Config
 from exporter.index import Clock, FileMap
@@ -80,8 +80,8 @@ def list_target(client: Any, url: str, wanted: Callable[[str], bool], recursive:
     return files
 
 
-def download(cfg: Any, name: str, destination: str, limit: int) -> None:
-    """Stream one object to a local file, refusing more than ``limit`` bytes."""
+def download(cfg: Any, name: str, destination: BinaryIO, limit: int) -> None:
+    """Stream one object into an open file, refusing more than ``limit`` bytes."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, prefix = split_url(cfg.path)
@@ -89,12 +89,12 @@ def download(cfg: Any, name: str, destination: str, limit: int) -> None:
     try:
         body = client.get_object(Bucket=bucket, Key=prefix + name)["Body"]
         written = 0
-        with open(destination, "wb") as handle:
-            for chunk in iter(lambda: body.read(1024 * 1024), b""):
-                written += len(chunk)
-                if written > limit:
-                    raise TargetUnavailable(f"object larger than verify_max_size ({limit} bytes)")
-                handle.write(chunk)
+        for chunk in iter(lambda: body.read(1024 * 1024), b""):
+            written += len(chunk)
+            if written > limit:
+                raise TargetUnavailable(f"object larger than verify.max_download ({limit} bytes)")
+            destination.write(chunk)
+        destination.flush()
     except (BotoCoreError, ClientError) as exc:
         raise TargetUnavailable(describe_error(exc)) from None
 

@@ -9,10 +9,8 @@ and never stalls metrics. Results go into the target's index (one source of trut
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +23,13 @@ from exporter.loop import Loop
 from exporter.sources.listing import TargetUnavailable
 from exporter.sources.object_storage import download
 from exporter.target import Target
-from exporter.verify.content import VerifyOptions, VerifyResult, verify_file
+from exporter.verify.content import (
+    VerifyOptions,
+    VerifyResult,
+    VerifyUnavailable,
+    private_copy,
+    verify_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +58,14 @@ def wants_verification(target: Target) -> bool:
 
 
 def _verify_remote(target: Target, name: str, size: int) -> VerifyResult | None:
-    """Download into a private temporary file (always removed), then verify it."""
-    fd, tmp = tempfile.mkstemp(
-        prefix="backup-monitor-download-", suffix="-" + os.path.basename(name)
-    )
-    os.close(fd)
+    """Download into a private temporary copy (always removed), then verify it."""
     try:
-        try:
-            download(target.config, name, tmp, target.config.verify.max_download)
-        except TargetUnavailable as exc:
-            reason = f"cannot verify: download failed: {exc}"
-            return VerifyResult(False, reason, "download", 0.0, error=True)
-        return verify_file(tmp, replace(options_for(target, size), kind="auto"))
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        with private_copy("-" + os.path.basename(name), size) as (handle, path, _room):
+            download(target.config, name, handle, target.config.verify.max_download)
+            return verify_file(path, replace(options_for(target, size), kind="auto"))
+    except (TargetUnavailable, VerifyUnavailable) as exc:
+        failed = "download failed: " if isinstance(exc, TargetUnavailable) else ""
+        return VerifyResult(False, f"cannot verify: {failed}{exc}", "download", 0.0, error=True)
 
 
 def verify_newest(target: Target, clock: Clock) -> Verification | VerifyResult | None:

@@ -215,4 +215,18 @@ def test_verify_download(tmp_path: Path, s3, start_daemon) -> None:
     wait_for(
         lambda: value(scrape(daemon.url), "backup_verify_ok", target="offsite") == 0, timeout=20
     )
-    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("backup-monitor-download-*"))
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("backup-monitor-verify-*"))
+
+
+def test_a_download_over_its_limit_cannot_be_verified(tmp_path: Path, s3, start_daemon) -> None:
+    """An object larger than verify.max_download is not judged broken: 'cannot verify'."""
+    endpoint, client, _, _ = s3
+    put(client, "quota-proxy/backup-1.db", 0, body=make_db(tmp_path / "big.db").read_bytes())
+    verify = {"kind": "download", "max_download": "1KiB"}
+    daemon = start_daemon(make_config(targets=[remote(endpoint, verify=verify)]))
+    errors = ("backup_monitor_verifications_total", {"result": "error"})
+    wait_for(lambda: (value(scrape(daemon.url), errors[0], **errors[1]) or 0) >= 1, timeout=20)
+    s = scrape(daemon.url)
+    assert value(s, "backup_verify_ok", target="offsite") is None  # no verdict
+    assert value(s, "backup_verify_pending", target="offsite") == 1
+    assert value(s, "backup_monitor_verifications_total", result="failed") == 0
