@@ -303,6 +303,100 @@ def verify(
     sys.exit(Exit.FAILING if failed else Exit.UNREADABLE if errors else Exit.OK)
 
 
+@main.command(context_settings={"allow_interspersed_args": False})
+@click.option("--target", "target", required=True, metavar="NAME", help="The target (with job:).")
+@click.option(
+    "--url",
+    envvar="BACKUP_MONITOR_URL",
+    metavar="URL",
+    help="The daemon's base URL, user:password@ for basic auth [env: BACKUP_MONITOR_URL; "
+    "default: the configured listen address].",
+)
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    envvar="BACKUP_MONITOR_CONFIG",
+    metavar="FILE",
+    help="The daemon's configuration, for its address and the target's token "
+    "[env: BACKUP_MONITOR_CONFIG].",
+)
+@click.option(
+    "--token",
+    envvar="BACKUP_MONITOR_JOB_TOKEN",
+    metavar="TOKEN",
+    help="The target's job.token [env: BACKUP_MONITOR_JOB_TOKEN; default: from the config].",
+)
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds per report.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(
+    target: str,
+    url: str | None,
+    config_path: str | None,
+    token: str | None,
+    timeout: float,
+    command: tuple[str, ...],
+) -> None:
+    """Run a backup job and report it: start, exit status, duration, output.
+
+    \b
+      backup-monitor run --target quota-proxy -- /opt/backup.sh --full
+
+    The command's output is passed through; the exit status is the command's (128+N
+    for signal N). When the daemon cannot be reached the command still runs, and a
+    warning goes to stderr: monitoring never breaks the backup.
+    """
+    from exporter.commands.run import Reporter, run_command
+
+    def warn(message: str) -> None:
+        click.echo(f"backup-monitor run: warning: {message}", err=True)
+
+    if url is None or token is None:
+        url, token = _job_endpoint(config_path, target, url, token, warn)
+    if not url.startswith(("http://", "https://")):
+        _fail("--url must be an http:// or https:// URL", Exit.CONFIG)
+    reporter = Reporter(url, target, token, timeout, warn)
+    sys.exit(run_command(command, reporter, sys.stdout.buffer, sys.stderr.buffer))
+
+
+def _job_endpoint(
+    config_path: str | None,
+    target: str,
+    url: str | None,
+    token: str | None,
+    warn: Callable[[str], None],
+) -> tuple[str, str | None]:
+    """The daemon's URL and the target's token from the configuration; a configuration
+    that cannot be read is a warning here, never a reason not to run the job."""
+    from exporter.commands.run import local_url
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        warn(f"config error: {exc}")
+        return url or local_url(":19117", tls=False), token
+    found = next((t for t in config.targets if t.name == target), None)
+    if config.targets and (found is None or found.job is None):
+        warn(f"target {target!r} has no job: in the configuration; the daemon will refuse it")
+    if token is None and found is not None and found.job is not None:
+        token = found.job.token
+    if url is None:
+        url = local_url(config.listen, tls=_serves_tls(config, warn))
+    return url, token
+
+
+def _serves_tls(config: Config, warn: Callable[[str], None]) -> bool:
+    if not config.web_config_file:
+        return False
+    from exporter.web.auth import load_web_config
+
+    try:
+        return load_web_config(config.web_config_file).tls_server_config is not None
+    except ConfigError as exc:  # only a warning here: the job runs regardless
+        warn(str(exc))
+        return False
+
+
 @main.group(name="config")
 def config_group() -> None:
     """Inspect the configuration."""

@@ -127,6 +127,51 @@ class VerifyConfig(_Strict):
         return {"kind": data} if isinstance(data, str) else data
 
 
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+    return value
+
+
+Regex = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_check_regex)]
+
+
+class JobLogConfig(_Strict):
+    """A log the backup job writes: its matching lines are the job's run records."""
+
+    path: str
+    success: Regex | None = None
+    failure: Regex | None = None
+    start: Regex | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("path must not be empty")
+        return os.path.abspath(os.path.expanduser(value))
+
+    @model_validator(mode="after")
+    def _needs_an_end(self) -> JobLogConfig:
+        if self.success is None and self.failure is None:
+            raise ValueError("job.log needs success or failure (a regular expression)")
+        return self
+
+
+class JobConfig(_Strict):
+    """The backup job's own results: pings, the ``run`` wrapper, or its log."""
+
+    # A run started and not ended after this long is a failure.
+    max_runtime: DurationIn(1.0, 30 * DAY) = 6 * 3600.0
+    # After a successful run, a new backup must appear within this.
+    output_grace: DurationIn(0.0, DAY) = 60.0
+    # When set, pings must carry it (?token= or Authorization: Bearer).
+    token: str | None = Field(default=None, min_length=8, max_length=512)
+    log: JobLogConfig | None = None
+
+
 # The flat keys of targets before s3: and verify: existed, and where they are now.
 MOVED_KEYS = {
     "endpoint_url": "s3.endpoint_url",
@@ -178,6 +223,16 @@ class TargetConfig(_Strict):
     mirror_lag: Span = 7200.0
     s3: S3Config | None = None  # object storage (s3:// paths) only
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    job: JobConfig | None = None  # present: the job's runs are tracked (pings, run, log)
+
+    @field_validator("job", mode="before")
+    @classmethod
+    def _empty_job(cls, value: Any) -> Any:
+        # `job:` with nothing under it (YAML null), or `job: true`, turns tracking on with
+        # the defaults; `job: false` is the same as leaving it out.
+        if value is None or value is True:
+            return {}
+        return None if value is False else value
 
     @model_validator(mode="before")
     @classmethod
@@ -310,7 +365,7 @@ class TargetConfig(_Strict):
 
 DEFAULT_TITLE = "[{status}] {summary}: {target}"
 DEFAULT_BODY = """{reason}
-
+{details}
 Target:    {target}
 Host:      {host}
 Directory: {path}
@@ -323,7 +378,7 @@ Checked:   {time}
 """
 # Fields a template may use; a template naming any other is a config error.
 TEMPLATE_FIELDS = (
-    "status", "summary", "target", "check", "reason", "host", "path", "newest",
+    "status", "summary", "target", "check", "reason", "details", "host", "path", "newest",
     "age", "max_age", "size", "min_size", "count", "since", "time",
 )  # fmt: skip
 
@@ -602,6 +657,9 @@ def render_config(config: Config, redact: Callable[[str], str]) -> str:
         dumped["max_age"] = format_duration(effective) if effective is not None else None
     for item in data["notify"]["urls"]:
         item["url"] = redact(item["url"])
+    for dumped in data["targets"]:
+        if dumped["job"] and dumped["job"]["token"]:
+            dumped["job"]["token"] = "<secret>"  # noqa: S105 - the placeholder shown instead
     if data["notify"]["heartbeat"]:
         data["notify"]["heartbeat"]["url"] = redact(data["notify"]["heartbeat"]["url"])
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -13,11 +13,15 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from exporter.alerting.delivery import build_channels
+from exporter.alerting.redact import SECRETS
 from exporter.alerting.service import Alerting
-from exporter.config import Config, parse_listen
+from exporter.config import Config, TargetConfig, parse_listen
 from exporter.counters import DaemonStats
 from exporter.index import Clock
+from exporter.sources.joblog import LogFollower
+from exporter.sources.jobs import JobBook
 from exporter.sources.object_storage import RemotePoller
+from exporter.sources.pings import make_ping_app
 from exporter.sources.supervisor import Supervisor
 from exporter.sources.watch import (
     ObserverFactory,
@@ -46,7 +50,8 @@ class Daemon:
         self.config = config
         self.clock = clock
         self.stats = DaemonStats()
-        self.targets = [Target(t, clock) for t in config.targets]
+        self.jobs = JobBook(config.state_dir, clock, self._index_changed)
+        self.targets = [self._new_target(t) for t in config.targets]
         self._pollers: dict[str, RemotePoller] = {}
         link_mirrors(self.targets)
         self.watcher = Watcher(config.poll_interval, self.stats, observer_factory)
@@ -68,8 +73,6 @@ class Daemon:
         self.registry.register(backup_collector)
         self.verifier = Verifier(lambda: self.targets, self.stats, config.verify_workers, clock)
         self.alerting = Alerting(config, lambda: self.targets, self._scanning_health, clock)
-        for target in self.targets:
-            target.index.subscribe(self._index_changed)
         alert_collector = AlertCollector(
             lambda: self.alerting, lambda: self.targets, config.namespace
         )
@@ -80,8 +83,14 @@ class Daemon:
         ]
         self._overflow = OverflowListener(self.supervisor.request_rescan_all)
         host, port = parse_listen(config.listen)
+        self.job_logs = LogFollower(lambda: self.targets)
         app = make_app(
-            self.registry, config.metrics_path, self.health, self.status, config.status_refresh
+            self.registry,
+            config.metrics_path,
+            self.health,
+            self.status,
+            config.status_refresh,
+            make_ping_app(lambda: self.targets),
         )
         tls = None
         if config.web_config_file:
@@ -92,6 +101,16 @@ class Daemon:
                 tls = ssl_context(web.tls_server_config)
         self.http = HttpServer(app, host, port, tls)
         self._stopped = threading.Event()
+
+    def _new_target(self, config: TargetConfig) -> Target:
+        target = Target(config, self.clock)
+        target.index.subscribe(self._index_changed)
+        if config.job is not None:
+            # The record outlives the target: a reload that edits the target keeps its runs.
+            target.job = self.jobs.record(config.name)
+            if config.job.token:
+                SECRETS.register([config.job.token])
+        return target
 
     def _sync_pollers(self) -> None:
         """One poller per remote target: stop those of removed or changed targets."""
@@ -146,6 +165,7 @@ class Daemon:
         # Alerts start after the initial index is complete: no start-up false alarms.
         self.alerting.start()
         self.verifier.start()
+        self.job_logs.start()
         self.http.start()
         for target in self.targets:
             snap = target.index.snapshot()
@@ -172,9 +192,7 @@ class Daemon:
             if kept is not None and kept.config == cfg:
                 targets.append(kept)
                 continue
-            target = Target(cfg, self.clock)
-            target.index.subscribe(self._index_changed)
-            targets.append(target)
+            targets.append(self._new_target(cfg))
         for name, target in old.items():
             if target not in targets:
                 self.supervisor.unwatch(name)
@@ -212,6 +230,7 @@ class Daemon:
         self._stopped.set()
         self.http.stop()
         self.verifier.stop()
+        self.job_logs.stop()
         self.alerting.stop()
         for poller in self._pollers.values():
             poller.stop()

@@ -22,6 +22,7 @@ class CheckResult:
     deadline, a backup settling), so the evaluator sleeps until exactly then.
     ``figures``: metric suffix -> value (``missing_runs``, ``size_ratio``...), published
     as they are; ``since``: figures that are moments, published as seconds since them.
+    ``detail``: what a human needs beyond the one-line reason (a failed job's output).
     """
 
     ok: bool
@@ -29,6 +30,7 @@ class CheckResult:
     next_change_at: float | None = None
     figures: Mapping[str, float] = field(default_factory=dict)
     since: Mapping[str, float] = field(default_factory=dict)
+    detail: str = ""  # more than the reason, for a notification's body (a job's output)
 
 
 INTERNAL_ERROR = "internal error (see the log)"
@@ -38,7 +40,7 @@ INTERNAL_ERROR = "internal error (see the log)"
 class Evaluation:
     """Every applicable check's result for one snapshot of a target, at one moment."""
 
-    key: tuple[int, ...]  # the snapshot versions it was computed from
+    key: tuple[int, ...]  # the versions it was computed from (snapshots, job record)
     at: float
     results: Mapping[str, CheckResult]
     errors: tuple[str, ...] = ()  # checks that raised: reported not ok, "internal error"

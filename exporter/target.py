@@ -12,6 +12,7 @@ from exporter.config import TargetConfig
 from exporter.evaluation import Evaluation
 from exporter.index import Clock, FileMap, TargetIndex
 from exporter.schedule import Schedule, resolve_zone
+from exporter.sources.jobs import JobRecord
 from exporter.sources.matcher import Matcher
 from exporter.timestamps import Stamper, make_stamper
 
@@ -33,6 +34,7 @@ class Target:
     future_seen: int = field(init=False, default=0)  # logged once, not at every rescan
     mirror_source: Target | None = field(init=False, default=None)  # for mirror_of
     watch_mode: str | None = field(init=False, default=None)  # inotify, polling; None: unwatched
+    job: JobRecord | None = field(init=False, default=None)  # for job: (its runs)
     # The latest verdict on its checks, replaced whole by the evaluator (readers never compute).
     evaluation: Evaluation | None = field(init=False, default=None)
 
@@ -46,9 +48,10 @@ class Target:
         self.zone = resolve_zone(cfg.timezone)
         self.schedule = Schedule(cfg.schedule, self.zone, cfg.grace) if cfg.schedule else None
 
-    def local_time(self, ts: float) -> str:
+    def local_time(self, ts: float, seconds: bool = False) -> str:
         """A moment as the people who set the target's schedule write it."""
-        return datetime.fromtimestamp(ts, self.zone).strftime("%Y-%m-%d %H:%M %Z")
+        fmt = "%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z"
+        return datetime.fromtimestamp(ts, self.zone).strftime(fmt)
 
     def split(self, raw: FileMap, now: float) -> tuple[FileMap, set[str], dict[str, float] | None]:
         """Scanned (size, mtime) -> (size, timestamp), the names that give none, and the

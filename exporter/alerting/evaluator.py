@@ -88,9 +88,9 @@ class Evaluator(Loop):
                 for notice in self.state.update(
                     target.name, check, not result.ok, result.reason, now
                 ):
-                    notices.append((target, snap, notice))
+                    notices.append((target, snap, notice, result.detail))
         self.state.retain(keep)
-        for target, snap, notice in notices:
+        for target, snap, notice, detail in notices:
             level = logging.WARNING if notice.status == FIRING else logging.INFO
             log.log(
                 level, "%s %s/%s: %s", notice.status, notice.target, notice.check, notice.reason
@@ -104,6 +104,7 @@ class Evaluator(Loop):
                 notice.reason,
                 notice.since,
                 now,
+                detail,
             )
             self.submit(message)
         if self.state.take_dirty():  # an unchanged state is not written again

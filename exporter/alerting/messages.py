@@ -50,7 +50,9 @@ def render(
     reason: str,
     since: float,
     now: float,
+    detail: str = "",
 ) -> Notification:
+    """``detail``: more than the reason (a failed job's output), shown below it."""
     newest = snap.newest
     complete = snap.settled_newest(now)  # sizes are judged on complete backups only
     fields = {
@@ -59,6 +61,8 @@ def render(
         "target": target.name,
         "check": check,
         "reason": reason,
+        # Empty, or the detail between blank lines: the default body reads well either way.
+        "details": f"\n{detail}\n" if detail else "",
         "host": socket.gethostname(),
         "path": target.path,
         "newest": newest.name if newest else "none",

@@ -6,17 +6,17 @@ owners at each save. A corrupt or foreign file at start is moved aside.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from exporter.statefile import move_aside, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +94,7 @@ class StateStore:
         return data
 
     def _move_aside(self, why: str) -> dict[str, Any]:
-        aside = f"{self.path}.corrupt-{int(time.time())}"
-        try:
-            os.replace(self.path, aside)
-            log.warning("state file %s is %s; moved aside to %s", self.path, why, aside)
-        except OSError as exc:
-            log.warning("state file %s is %s and cannot be moved: %s", self.path, why, exc)
+        move_aside(self.path, why)
         return {}
 
     def save(self) -> bool:
@@ -108,7 +103,7 @@ class StateStore:
             document = {"version": STATE_VERSION, "saved_at": time.time()}
             document.update({name: dump() for name, dump in self._sections.items()})
             try:
-                self._write(json.dumps(document, indent=1, sort_keys=True))
+                write_atomic(self.path, json.dumps(document, indent=1, sort_keys=True))
             except OSError as exc:
                 self.write_errors += 1
                 if not self._failing:
@@ -119,17 +114,3 @@ class StateStore:
                 log.info("state file %s is writable again", self.path)
             self._failing = False
             return True
-
-    def _write(self, text: str) -> None:
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise

@@ -280,6 +280,83 @@ def check_mirror(
     return CheckResult(True, text, next_change_at=newest.mtime + limit, since=since)
 
 
+# Backup names carry whole seconds, some filesystems two: "written since the run
+# started" allows for that much.
+STAMP_TOLERANCE = 2.0
+# A failed run's notification quotes this much of its output.
+EXCERPT_LINES, EXCERPT_WIDTH = 20, 300
+
+
+def _excerpt(tail: str) -> str:
+    """The first lines of a run's output tail, for a human reading the notification."""
+    lines = tail.strip("\n").splitlines()
+    shown = [line[:EXCERPT_WIDTH] for line in lines[:EXCERPT_LINES]]
+    if len(lines) > EXCERPT_LINES:
+        shown.append(f"... ({len(lines) - EXCERPT_LINES} more lines)")
+    return "\n".join(shown)
+
+
+def check_job(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
+    """The last finished run failed, or the one in progress outran ``max_runtime``."""
+    job = target.config.job
+    if job is None or target.job is None:
+        return None
+    status = target.job.status
+    due = None
+    if status.running_since is not None:
+        took, limit = now - status.running_since, job.max_runtime
+        if took > limit:
+            return CheckResult(
+                False,
+                f"the run started at {target.local_time(status.running_since, True)} is still "
+                f"running after {humanize_age(took)} (max_runtime {format_duration(limit)})",
+            )
+        due = status.running_since + limit
+    last = status.last
+    if last is None:
+        return CheckResult(True, "no run reported yet", due)
+    took = f" after {humanize_age(last.duration)}" if last.duration is not None else ""
+    text = (
+        f"the run that ended at {target.local_time(last.ended_at, True)}{took} "
+        f"exited with status {last.exit_code}"
+    )
+    if not last.ok:
+        return CheckResult(False, text, due, detail=_excerpt(last.tail))
+    return CheckResult(True, text, due)
+
+
+def check_job_output(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
+    """A run that reported success must leave a new backup within ``output_grace``: one
+    dated at or after the run's start (unknown start: ``max_runtime`` before its end)."""
+    job = target.config.job
+    if job is None or target.job is None:
+        return None
+    run = target.job.status.last_success
+    if run is None:
+        return CheckResult(True, "no successful run reported yet")
+    if not snap.up:
+        return _down(snap)
+    began = run.started_at if run.started_at is not None else run.ended_at - job.max_runtime
+    ended = target.local_time(run.ended_at, True)
+    newest = snap.newest
+    if newest is not None and newest.mtime >= began - STAMP_TOLERANCE:
+        return CheckResult(True, f"the run that ended at {ended} wrote {newest.name}")
+    grace = format_duration(job.output_grace)
+    deadline = run.ended_at + job.output_grace
+    if now < deadline:
+        text = f"waiting for the backup of the run that ended at {ended}"
+        return CheckResult(True, text, deadline)
+    found = f" (newest: {newest.name})" if newest is not None else ""
+    return CheckResult(
+        False,
+        f"the job reported success at {ended} but wrote no backup within {grace}{found}",
+    )
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     """Everything the program knows of one check; the rest is derived from this table."""
@@ -311,6 +388,8 @@ CHECKS: tuple[CheckSpec, ...] = (
     ),
     CheckSpec("verify", "backup failed verification", check_verify, "BackupVerifyFailed"),
     CheckSpec("mirror", "off-site copy missing", check_mirror, "BackupMirrorLagging", True),
+    CheckSpec("job", "backup job failed", check_job, "BackupJobFailed"),
+    CheckSpec("job_output", "backup job wrote no backup", check_job_output, "BackupJobNoOutput"),
 )
 BY_NAME = {spec.name: spec for spec in CHECKS}
 SUMMARIES = {spec.name: spec.summary for spec in CHECKS}
@@ -348,11 +427,14 @@ def evaluate(
 
 
 def evaluate_target(target: Target, now: float, on_error: ErrorHandler | None = None) -> Evaluation:
-    """The target's evaluation, computed again only when due (its snapshot, or the
-    mirrored target's, changed; time crossed a deadline; or it is REFRESH old)."""
+    """The target's evaluation, computed again only when due (its snapshot, the mirrored
+    target's or its job record changed; time crossed a deadline; or it is REFRESH old)."""
+    # The job's version is read before the checks read its status: a run reported in
+    # between makes the key stale, so the next round computes it again.
+    job = target.job.status.version if target.job is not None else -1
     snap = target.index.snapshot()
     source = target.mirror_source.index.snapshot() if target.mirror_source else None
-    key = (snap.version, source.version if source is not None else -1)
+    key = (snap.version, source.version if source is not None else -1, job)
     current = target.evaluation
     if current is not None and not current.due(key, now) and now - current.at < REFRESH:
         return current

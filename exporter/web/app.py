@@ -15,6 +15,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from exporter import __version__
+from exporter.sources.pings import PREFIX as PING_PREFIX
 from exporter.web.page import render_page
 from exporter.web.status import build_alerts
 
@@ -32,11 +33,15 @@ def make_app(
     health: HealthCheck,
     status: StatusSource,
     refresh_seconds: float = 10.0,
+    pings: WSGIApp | None = None,
 ) -> WSGIApp:
+    """``pings``: the app for /ping/... (job results), where jobs are tracked."""
     metrics_app = make_wsgi_app(registry)
     page = render_page(__version__, metrics_path, refresh_seconds)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if pings is not None and environ.get("PATH_INFO", "").startswith(PING_PREFIX):
+            return pings(environ, start_response)  # a ping records a run: never a HEAD
         if environ.get("REQUEST_METHOD") == "HEAD":
             return _head(routes, environ, start_response)
         return routes(environ, start_response)

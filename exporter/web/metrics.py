@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.counters import DaemonStats
 from exporter.index import Clock, TargetSnapshot
+from exporter.sources.jobs import JobStatus
 from exporter.sources.watch import WATCH_MODES
 from exporter.target import FUTURE_TOLERANCE, Target
 from exporter.verify.pool import wants_verification
@@ -132,6 +133,23 @@ _TARGET_HELP = {
     "min_backups": (
         "gauge",
         "Configured threshold: at least this many backups (min_count; only where set).",
+    ),
+    "job_running": ("gauge", "1 while a run of the backup job is in progress (job: only)."),
+    "job_last_start_timestamp_seconds": (
+        "gauge",
+        "When the latest run started (the one in progress, else the last finished one).",
+    ),
+    "job_last_end_timestamp_seconds": ("gauge", "When the last finished run ended."),
+    "job_last_success_timestamp_seconds": ("gauge", "When the last successful run ended."),
+    "job_last_exit_code": ("gauge", "Exit status of the last finished run (0: success)."),
+    "job_last_duration_seconds": (
+        "gauge",
+        "How long the last finished run took (absent when its start was not reported).",
+    ),
+    "job_runs": ("counter", "Finished runs of the backup job, by result: success or failure."),
+    "job_max_runtime_seconds": (
+        "gauge",
+        "Configured threshold: a run still in progress after this long has failed (max_runtime).",
     ),
     "check_ok": ("gauge", "1 if the named check passes for the target, 0 if it fails."),
     "target_up": ("gauge", "1 if the target directory exists and can be read, 0 if not."),
@@ -255,8 +273,32 @@ class BackupCollector(Collector):
             fams.add("verify_duration_seconds", labels, snap.verification.duration)
         if wants_verification(target):
             fams.add("verify_pending", labels, int(snap.up and snap.verification_pending(now)))
+        if target.job is not None and cfg.job is not None:
+            self._add_job(fams, target.job.status, labels, cfg.job.max_runtime)
         self._add_evaluation(fams, target, labels, now)
         fams.add("target_up", labels, 1 if snap.up else 0)
+
+    @staticmethod
+    def _add_job(
+        fams: _Families, status: JobStatus, labels: dict[str, str], max_runtime: float
+    ) -> None:
+        last = status.last
+        fams.add("job_running", labels, int(status.running_since is not None))
+        started = status.running_since
+        if started is None and last is not None:
+            started = last.started_at
+        if started is not None:
+            fams.add("job_last_start_timestamp_seconds", labels, started)
+        if last is not None:
+            fams.add("job_last_end_timestamp_seconds", labels, last.ended_at)
+            fams.add("job_last_exit_code", labels, last.exit_code)
+            if last.duration is not None:
+                fams.add("job_last_duration_seconds", labels, last.duration)
+        if status.last_success is not None:
+            fams.add("job_last_success_timestamp_seconds", labels, status.last_success.ended_at)
+        fams.add("job_runs", {**labels, "result": "success"}, status.successes)
+        fams.add("job_runs", {**labels, "result": "failure"}, status.failures)
+        fams.add("job_max_runtime_seconds", labels, max_runtime)
 
     @staticmethod
     def _add_evaluation(

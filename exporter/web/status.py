@@ -45,6 +45,34 @@ def checks_of(target: Target) -> list[tuple[str, bool, str]]:
     return [(name, r.ok, r.reason) for name, r in evaluation.results.items()]
 
 
+# The API and the page show this much of a run's output (the notification, its first lines).
+OUTPUT_SHOWN = 4096
+
+
+def job_document(target: Target, scrub: Callable[[str], str]) -> dict[str, Any] | None:
+    """The job's runs (targets with ``job:``): the one in progress and the last ones."""
+    if target.job is None:
+        return None
+    status = target.job.status
+    last = status.last
+    return {
+        "running": status.running_since is not None,
+        "running_since": status.running_since,
+        "last_run": None
+        if last is None
+        else {
+            "started_at": last.started_at,
+            "ended_at": last.ended_at,
+            "duration_seconds": last.duration,
+            "exit_code": last.exit_code,
+            "ok": last.ok,
+            "output": scrub(last.tail[-OUTPUT_SHOWN:]),
+        },
+        "last_success_at": status.last_success.ended_at if status.last_success else None,
+        "runs": {"success": status.successes, "failure": status.failures},
+    }
+
+
 def no_alerts(_target: str, _check: str) -> tuple[float, bool] | None:
     """The alert lookup of a process that does not alert (`check`)."""
     return None
@@ -96,6 +124,7 @@ def target_status(
             "method": verification.method,
             "timestamp": verification.finished_at,
         },
+        "job": job_document(target, scrub),
         "checks": [
             {
                 "name": name,

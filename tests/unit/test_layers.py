@@ -48,5 +48,5 @@ def test_no_module_imports_a_later_layer() -> None:
 
 def test_the_package_root_stays_small() -> None:
     modules = [p for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
-    assert len(modules) <= 12, sorted(p.name for p in modules)
+    assert len(modules) <= 13, sorted(p.name for p in modules)
     assert not list((ROOT / "alerts").rglob("*.py"))  # alerts/ holds rule files only
