@@ -32,6 +32,7 @@ from exporter.units import (
     parse_duration,
     parse_fraction,
     parse_size,
+    printable,
 )
 
 ENV_PREFIX = "BACKUP_MONITOR_"
@@ -620,8 +621,9 @@ def format_validation_error(error: ValidationError) -> str:
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
         else:
             parts.append(str(item))
-    key = ".".join(parts) or "config"
-    message = first["msg"].removeprefix("Value error, ")
+    # A key is the user's text: a newline or control character in it stays on this line.
+    key = printable(".".join(parts)) or "config"
+    message = printable(first["msg"].removeprefix("Value error, "))
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     more = len(error.errors()) - 1
