@@ -16,6 +16,7 @@ from exporter.checks.table import evaluate_target
 from exporter.commands.exitcodes import STATE_EXIT, Exit
 from exporter.config import Config
 from exporter.index import Clock, Verification
+from exporter.sources.jobs import JobBook
 from exporter.sources.object_storage import RemotePoller
 from exporter.sources.supervisor import scan_into_index
 from exporter.target import Target, link_mirrors
@@ -31,12 +32,18 @@ def run_checks(
     progress: Callable[[list[Target]], Iterable[Target]] = iter,
 ) -> tuple[list[Target], float]:
     """Scan every target once, verify its newest complete (settled) backup, then evaluate
-    each (after all are scanned: a mirror's check reads its source's listing).
+    each (after all are scanned: a mirror's check reads its source's listing); a job's
+    runs are those the daemon saved in the state directory.
 
     ``progress`` wraps the list of targets (the CLI passes a progress bar).
     """
     targets = [Target(t, clock) for t in config.targets]
     link_mirrors(targets)
+    # The jobs' runs as the daemon recorded them (read, never written: the daemon owns them).
+    jobs = JobBook(config.state_dir, clock, writable=False)
+    for target in targets:
+        if target.config.job is not None:
+            target.job = jobs.record(target.name)
     for target in progress(targets):
         if target.config.remote:
             RemotePoller(target, clock).poll()

@@ -92,10 +92,17 @@ class JobRecord:
     """The run records of one target's job. Thread-safe; every change is saved and
     announced to the listeners (the evaluator wakes)."""
 
-    def __init__(self, name: str, path: str | None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        name: str,
+        path: str | None,
+        clock: Callable[[], float] = time.time,
+        writable: bool = True,
+    ) -> None:
         self.name = name
-        self.path = path  # None: not saved (the one-shot `check` reads, never writes)
+        self.path = path  # None: neither loaded nor saved
         self.clock = clock
+        self.writable = writable  # False: the one-shot `check` reads the daemon's records
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
         self._save_failing = False
@@ -107,8 +114,15 @@ class JobRecord:
         try:
             with open(self.path, encoding="utf-8") as handle:
                 shape = _RecordFile.model_validate(json.load(handle))
-        except (OSError, ValueError, ValidationError) as exc:
-            move_aside(self.path, f"not a job record ({str(exc).splitlines()[0]})")
+        except OSError as exc:  # not ours to read (another user's state): not damaged
+            log.warning("cannot read the job record %s: %s", self.path, exc.strerror or exc)
+            return JobStatus()
+        except (ValueError, ValidationError) as exc:
+            why = f"not a job record ({str(exc).splitlines()[0]})"
+            if self.writable:
+                move_aside(self.path, why)
+            else:
+                log.warning("job record %s is %s", self.path, why)
             return JobStatus()
         return JobStatus(
             version=1,
@@ -171,7 +185,7 @@ class JobRecord:
         return status
 
     def _save(self, status: JobStatus) -> None:
-        if self.path is None:
+        if self.path is None or not self.writable:
             return
         document = {k: v for k, v in asdict(status).items() if k != "version"}
         try:
@@ -194,10 +208,12 @@ class JobBook:
         state_dir: str | None,
         clock: Callable[[], float] = time.time,
         on_change: Listener | None = None,
+        writable: bool = True,
     ) -> None:
         self.directory = os.path.join(state_dir, "jobs") if state_dir else None
         self.clock = clock
         self.on_change = on_change
+        self.writable = writable
         self._records: dict[str, JobRecord] = {}
         self._lock = threading.Lock()
 
@@ -207,7 +223,8 @@ class JobBook:
             found = self._records.get(name)
             if found is None:
                 path = os.path.join(self.directory, f"{name}.json") if self.directory else None
-                found = self._records[name] = JobRecord(name, path, self.clock)
+                found = JobRecord(name, path, self.clock, self.writable)
+                self._records[name] = found
                 if self.on_change is not None:
                     found.subscribe(self.on_change)
             return found

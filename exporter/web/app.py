@@ -120,6 +120,11 @@ class _QuietHandler(WSGIRequestHandler):
             # In this connection's own thread, so a slow handshake blocks no one else.
             self.connection.do_handshake()
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The path without its query: a ping's ?token= never reaches the log.
+        path = self.path.partition("?")[0]
+        log.debug('%s - "%s %s" %s', self.address_string(), self.command, path, code)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
         log.debug("%s - %s", self.address_string(), format % args)
 

@@ -101,11 +101,14 @@ def test_dashboard_and_rules_use_only_exported_metrics(tmp_path: Path, start_dae
                     "schedule": "0 2 * * *",
                     "retention": "30d",
                     "mirror_of": "a",
+                    "job": {},
                 },
             ],
             notify={"urls": ["json://127.0.0.1:9/x"]},
         )
     )
+    daemon.targets[1].job.start()  # a run with a known start: every job series exists
+    daemon.targets[1].job.finish(0)
     wait_for(lambda: "backup_verify_ok{" in fetch(daemon.url))
     exported = {name for name, _ in parse_samples(fetch(daemon.url))}
     rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
@@ -194,7 +197,16 @@ def test_real_prometheus_rules_and_dashboard(tmp_path: Path, start_daemon, prome
     )
     write_backup(tmp_path / "corrupt" / "backup-1.db", 40960, now - 60)  # not SQLite inside
     targets.append({"path": str(tmp_path / "corrupt"), "verify": "auto"})
+    # Backup jobs: one that failed, one that reported success and wrote nothing.
+    write_backup(tmp_path / "jobs" / "backup-1.db", 40960, now - 3600)
+    for name in ("jobfail", "jobsilent"):
+        targets.append(
+            {"name": name, "path": str(tmp_path / "jobs"), "job": {"output_grace": "1s"}}
+        )
     daemon = start_daemon(make_config(targets=targets))
+    pings = f"http://127.0.0.1:{daemon.http.port}/ping"
+    for path in ("jobfail/start", "jobfail/2", "jobsilent/start", "jobsilent"):
+        fetch(f"{pings}/{path}")
     url = prometheus(daemon.http.port)
     instance = f"127.0.0.1:{daemon.http.port}"
 
@@ -211,6 +223,8 @@ def test_real_prometheus_rules_and_dashboard(tmp_path: Path, start_daemon, prome
         ("BackupShrunk", "late"),
         ("BackupRetentionViolated", "late"),
         ("BackupVerifyFailed", "corrupt"),
+        ("BackupJobFailed", "jobfail"),
+        ("BackupJobNoOutput", "jobsilent"),
     }
 
     wait_for(lambda: firing_alerts(url) == expected, timeout=30)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import ssl
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -94,7 +96,9 @@ def test_tls_and_basic_auth(tmp_path: Path, web_config: Path, certs, start_daemo
     cert, _ = certs
     write_backup(tmp_path / "b" / "backup-1.db", 4096)
     daemon = start_daemon(
-        make_config(targets=[{"path": str(tmp_path / "b")}], web_config_file=str(web_config))
+        make_config(
+            targets=[{"path": str(tmp_path / "b"), "job": {}}], web_config_file=str(web_config)
+        )
     )
     assert daemon.url.startswith("https://")
     status, body = get(daemon.url, cert, "prometheus", PASSWORD)
@@ -104,6 +108,21 @@ def test_tls_and_basic_auth(tmp_path: Path, web_config: Path, certs, start_daemo
     assert get(daemon.url, cert, "nobody", PASSWORD)[0] == 401
     assert get(daemon.url, cert)[0] == 401
     assert get(daemon.url.replace("/metrics", "/healthz"), cert) == (200, "ok\n")
+    # Pings sit behind the same basic auth; `run` sends it from user:password@ in --url.
+    assert get(daemon.url.replace("/metrics", "/ping/b"), cert)[0] == 401
+    assert daemon.targets[0].job.status.last is None
+    with_auth = f"https://prometheus:{PASSWORD}@127.0.0.1:{daemon.http.port}"
+    wrapped = subprocess.run(
+        [sys.executable, "-m", "exporter", "run", "--target", "b", "--url", with_auth, "true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "SSL_CERT_FILE": str(cert)},
+    )
+    assert wrapped.returncode == 0
+    assert wrapped.stderr == ""
+    assert daemon.targets[0].job.status.successes == 1
     # Plain HTTP on the TLS port is refused.
     with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
         get(daemon.url.replace("https://", "http://"), None, "prometheus", PASSWORD)

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,26 @@ def test_status_page_in_a_real_browser(tmp_path: Path, start_daemon, browser) ->
     header = browser.find_element(By.CSS_SELECTOR, "thead")
     assert not header.is_displayed()
     browser.save_screenshot(str(ARTIFACTS / "status-page-phone.png"))
+
+
+def test_a_jobs_output_is_shown_as_text_on_the_page(tmp_path: Path, start_daemon, browser) -> None:
+    write_backup(tmp_path / "db" / "backup-1.db", 4096, time.time() - 600)
+    targets = [{"name": "db", "path": str(tmp_path / "db"), "job": {}}]
+    daemon = start_daemon(make_config(targets=targets, status_refresh="1s"))
+    page = daemon.url.removesuffix("/metrics")
+    hostile = b'pg_dump: error\n<img src=x onerror="window.pwned=1"><b>bold</b>\n'
+    request = urllib.request.Request(page + "/ping/db/3", data=hostile)
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert answer.status == 200
+    browser.get(page + "/")
+
+    def job_cell() -> str | None:
+        return browser.execute_script(
+            "const r = document.getElementById('target-db');"
+            "return r ? r.querySelector('td[data-label=Job]').textContent : null;"
+        )
+
+    wait_for(lambda: "FAILED (exit 3)" in (job_cell() or ""), timeout=15)
+    assert '<img src=x onerror="window.pwned=1"><b>bold</b>' in job_cell()  # as text
+    assert browser.execute_script("return window.pwned === undefined;")
+    assert browser.execute_script("return document.querySelector('#target-db img') === null;")

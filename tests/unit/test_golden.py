@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from exporter.checks.table import evaluate_target
 from exporter.config import Config
 from exporter.counters import DaemonStats
+from exporter.sources.jobs import JobRecord
 from exporter.sources.supervisor import scan_into_index
 from exporter.target import Target
 from exporter.web.metrics import BackupCollector
@@ -58,7 +59,7 @@ def render(tmp_path: Path, namespace: str) -> str:
             "namespace": namespace,
             "targets": [
                 {"path": str(tmp_path / "quota-proxy"), "min_count": 3, "labels": {"env": "prod"}},
-                {"path": str(tmp_path / "stale"), "max_age": "2d"},
+                {"path": str(tmp_path / "stale"), "max_age": "2d", "job": {}},
                 {
                     "path": str(tmp_path / "nightly"),
                     "timestamp": "name",
@@ -77,6 +78,10 @@ def render(tmp_path: Path, namespace: str) -> str:
     targets = [Target(t, lambda: NOW) for t in config.targets]
     for target in targets:
         scan_into_index(target, lambda: NOW)
+    # The stale target's job: its last run failed an hour ago after 100 s.
+    targets[1].job = JobRecord("stale", None, lambda: NOW)
+    targets[1].job.start(at=NOW - 3700)
+    targets[1].job.finish(2, "pg_dump: error: connection refused", at=NOW - 3600)
     registry = CollectorRegistry()
     for target in targets:
         evaluate_target(target, NOW)
