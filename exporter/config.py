@@ -150,9 +150,7 @@ class JobLogConfig(_Strict):
     @field_validator("path")
     @classmethod
     def _absolute(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("path must not be empty")
-        return os.path.abspath(os.path.expanduser(value))
+        return str(_absolute_path(value))
 
     @model_validator(mode="after")
     def _needs_an_end(self) -> JobLogConfig:
@@ -171,6 +169,67 @@ class JobConfig(_Strict):
     # When set, pings must carry it (?token= or Authorization: Bearer).
     token: str | None = Field(default=None, min_length=8, max_length=512)
     log: JobLogConfig | None = None
+
+
+class DrillQuery(_Strict):
+    """A query a restored backup must answer: bounds on the first column of its first
+    row, or a least number of rows."""
+
+    sql: str = Field(min_length=1, max_length=10_000)
+    min: float | None = None
+    max: float | None = None
+    rows_min: int | None = Field(default=None, ge=1, le=10**9)
+
+
+def _absolute_path(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return os.path.abspath(os.path.expanduser(value))
+
+
+class DrillConfig(_Strict):
+    """Restore drills: restore a backup for real on a schedule (see verify/drill.py)."""
+
+    schedule: str = "0 4 1 * *"  # monthly, the 1st at 04:00
+    # newest: the newest complete backup; random: also one older backup, chosen at random.
+    pick: list[Literal["newest", "random"]] = Field(default_factory=lambda: ["newest"])
+    scratch_dir: str | None = None  # None: drills/<target> under the state directory
+    queries: list[DrillQuery] = Field(default_factory=list, max_length=100)
+    live: str | None = None  # the live SQLite database, opened read-only to compare
+    min_ratio: Fraction = 0.9
+    timeout: DurationIn(1.0, DAY) = 600.0
+
+    @field_validator("pick", mode="before")
+    @classmethod
+    def _one_pick(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if not croniter.is_valid(value):
+            raise ValueError(f"invalid cron expression {value!r} (e.g. '0 4 1 * *')")
+        return value
+
+    @field_validator("scratch_dir", "live")
+    @classmethod
+    def _paths(cls, value: str | None) -> str | None:
+        return _absolute_path(value)
+
+    @field_validator("min_ratio")
+    @classmethod
+    def _ratio(cls, value: float) -> float:
+        if value > 1:
+            raise ValueError("must be at most 100%")
+        return value
+
+    @model_validator(mode="after")
+    def _newest_first(self) -> DrillConfig:
+        if "newest" not in self.pick:
+            raise ValueError("pick must include newest (random adds an older backup)")
+        return self
 
 
 # The flat keys of targets before s3: and verify: existed, and where they are now.
@@ -225,12 +284,13 @@ class TargetConfig(_Strict):
     s3: S3Config | None = None  # object storage (s3:// paths) only
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     job: JobConfig | None = None  # present: the job's runs are tracked (pings, run, log)
+    drill: DrillConfig | None = None  # present: restore drills on a schedule
 
-    @field_validator("job", mode="before")
+    @field_validator("job", "drill", mode="before")
     @classmethod
-    def _empty_job(cls, value: Any) -> Any:
-        # `job:` with nothing under it (YAML null), or `job: true`, turns tracking on with
-        # the defaults; `job: false` is the same as leaving it out.
+    def _switched_on(cls, value: Any) -> Any:
+        # `job:` with nothing under it (YAML null), or `job: true`, turns it on with the
+        # defaults; `job: false` is the same as leaving it out. Likewise `drill:`.
         if value is None or value is True:
             return {}
         return None if value is False else value
@@ -301,6 +361,8 @@ class TargetConfig(_Strict):
             raise ValueError("verify.kind download applies to s3:// paths only")
         if self.remote and self.watch_mode is not None:
             raise ValueError("watch_mode applies to directories, not s3:// paths")
+        if self.remote and self.drill is not None:
+            raise ValueError("drill applies to directories, not s3:// paths")
         return self
 
     @model_validator(mode="after")

@@ -19,7 +19,7 @@ from exporter.config import Config, TargetConfig, parse_listen
 from exporter.counters import DaemonStats
 from exporter.index import Clock
 from exporter.sources.joblog import LogFollower
-from exporter.sources.jobs import JobBook
+from exporter.sources.jobs import job_book
 from exporter.sources.object_storage import RemotePoller
 from exporter.sources.pings import make_ping_app
 from exporter.sources.supervisor import Supervisor
@@ -30,6 +30,7 @@ from exporter.sources.watch import (
     default_observer_factory,
 )
 from exporter.target import Target, link_mirrors
+from exporter.verify.drill import drill_book
 from exporter.verify.pool import Verifier
 from exporter.web.alert_metrics import AlertCollector
 from exporter.web.app import HttpServer, make_app
@@ -50,7 +51,8 @@ class Daemon:
         self.config = config
         self.clock = clock
         self.stats = DaemonStats()
-        self.jobs = JobBook(config.state_dir, clock, self._index_changed)
+        self.jobs = job_book(config.state_dir, clock, self._index_changed)
+        self.drills = drill_book(config.state_dir, clock, self._index_changed)
         self.targets = [self._new_target(t) for t in config.targets]
         self._pollers: dict[str, RemotePoller] = {}
         link_mirrors(self.targets)
@@ -71,7 +73,9 @@ class Daemon:
             lambda: self.targets, self.stats, config.namespace, clock
         )
         self.registry.register(backup_collector)
-        self.verifier = Verifier(lambda: self.targets, self.stats, config.verify_workers, clock)
+        self.verifier = Verifier(
+            lambda: self.targets, self.stats, config.verify_workers, clock, config.state_dir
+        )
         self.alerting = Alerting(config, lambda: self.targets, self._scanning_health, clock)
         alert_collector = AlertCollector(
             lambda: self.alerting, lambda: self.targets, config.namespace
@@ -106,10 +110,12 @@ class Daemon:
         target = Target(config, self.clock)
         target.index.subscribe(self._index_changed)
         if config.job is not None:
-            # The record outlives the target: a reload that edits the target keeps its runs.
+            # Records outlive the target: a reload that edits the target keeps its runs.
             target.job = self.jobs.record(config.name)
             if config.job.token:
                 SECRETS.register([config.job.token])
+        if config.drill is not None:
+            target.drill = self.drills.record(config.name)
         return target
 
     def _sync_pollers(self) -> None:

@@ -15,6 +15,7 @@ from exporter.schedule import Schedule, resolve_zone
 from exporter.sources.jobs import JobRecord
 from exporter.sources.matcher import Matcher
 from exporter.timestamps import Stamper, make_stamper
+from exporter.verify.drill import DrillRecord
 
 # Clocks of the writer and this host may differ a little: that is not "in the future".
 FUTURE_TOLERANCE = 60.0
@@ -35,6 +36,8 @@ class Target:
     mirror_source: Target | None = field(init=False, default=None)  # for mirror_of
     watch_mode: str | None = field(init=False, default=None)  # inotify, polling; None: unwatched
     job: JobRecord | None = field(init=False, default=None)  # for job: (its runs)
+    drill: DrillRecord | None = field(init=False, default=None)  # for drill: (its results)
+    drill_schedule: Schedule | None = field(init=False, default=None)
     # The latest verdict on its checks, replaced whole by the evaluator (readers never compute).
     evaluation: Evaluation | None = field(init=False, default=None)
 
@@ -47,6 +50,8 @@ class Target:
         self.stamp = make_stamper(cfg.timestamp, cfg.name_format, cfg.timezone)
         self.zone = resolve_zone(cfg.timezone)
         self.schedule = Schedule(cfg.schedule, self.zone, cfg.grace) if cfg.schedule else None
+        if cfg.drill is not None:
+            self.drill_schedule = Schedule(cfg.drill.schedule, self.zone, cfg.drill.timeout)
 
     def local_time(self, ts: float, seconds: bool = False) -> str:
         """A moment as the people who set the target's schedule write it."""

@@ -27,6 +27,7 @@ from exporter.evaluation import INTERNAL_ERROR, CheckResult, Evaluation
 from exporter.index import TargetSnapshot
 from exporter.target import Target
 from exporter.units import format_duration, humanize_age, humanize_size
+from exporter.verify.drill import DrillResult
 
 log = logging.getLogger(__name__)
 
@@ -357,6 +358,41 @@ def check_job_output(
     )
 
 
+def _drill_text(result: DrillResult) -> str:
+    return f"drill of {result.backup}: {result.reason}"
+
+
+def check_drill(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
+    """The last drill failed, or no drill has succeeded within two schedule periods."""
+    if target.config.drill is None or target.drill is None or target.drill_schedule is None:
+        return None
+    status = target.drill.status
+    failed = [r for r in status.results if not r.ok]
+    if failed:
+        detail = "\n".join(_drill_text(r) for r in status.results)
+        return CheckResult(False, _drill_text(failed[0]), detail=detail)
+    start = status.last_success_at or status.since
+    if not start:
+        return CheckResult(True, "no drill yet")  # a record never saved (`check`)
+    # Two periods after the last success (or since drills began), plus one drill's time.
+    schedule = target.drill_schedule
+    deadline = schedule.next_after(schedule.next_after(start)) + schedule.grace
+    if now > deadline:
+        since = target.local_time(start)
+        return CheckResult(
+            False,
+            f"no successful drill since {since} ({target.config.drill.schedule}: two runs missed)",
+        )
+    if not status.results:
+        return CheckResult(
+            True, f"first drill due {target.local_time(schedule.next_after(start))}", deadline
+        )
+    text = "; ".join(_drill_text(r) for r in status.results)
+    return CheckResult(True, text, deadline)
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     """Everything the program knows of one check; the rest is derived from this table."""
@@ -390,6 +426,7 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec("mirror", "off-site copy missing", check_mirror, "BackupMirrorLagging", True),
     CheckSpec("job", "backup job failed", check_job, "BackupJobFailed"),
     CheckSpec("job_output", "backup job wrote no backup", check_job_output, "BackupJobNoOutput"),
+    CheckSpec("drill", "restore drill failed", check_drill, "BackupDrillFailed"),
 )
 BY_NAME = {spec.name: spec for spec in CHECKS}
 SUMMARIES = {spec.name: spec.summary for spec in CHECKS}
@@ -428,13 +465,14 @@ def evaluate(
 
 def evaluate_target(target: Target, now: float, on_error: ErrorHandler | None = None) -> Evaluation:
     """The target's evaluation, computed again only when due (its snapshot, the mirrored
-    target's or its job record changed; time crossed a deadline; or it is REFRESH old)."""
+    target's, its job or drill record changed; time crossed a deadline; or it is REFRESH old)."""
     # The job's version is read before the checks read its status: a run reported in
     # between makes the key stale, so the next round computes it again.
     job = target.job.status.version if target.job is not None else -1
+    drill = target.drill.status.version if target.drill is not None else -1
     snap = target.index.snapshot()
     source = target.mirror_source.index.snapshot() if target.mirror_source else None
-    key = (snap.version, source.version if source is not None else -1, job)
+    key = (snap.version, source.version if source is not None else -1, job, drill)
     current = target.evaluation
     if current is not None and not current.due(key, now) and now - current.at < REFRESH:
         return current

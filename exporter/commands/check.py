@@ -16,7 +16,7 @@ from exporter.checks.table import evaluate_target
 from exporter.commands.exitcodes import STATE_EXIT, Exit
 from exporter.config import Config
 from exporter.index import Clock, Verification
-from exporter.sources.jobs import JobBook
+from exporter.sources.jobs import job_book
 from exporter.sources.object_storage import RemotePoller
 from exporter.sources.supervisor import scan_into_index
 from exporter.target import Target, link_mirrors
@@ -40,7 +40,7 @@ def run_checks(
     targets = [Target(t, clock) for t in config.targets]
     link_mirrors(targets)
     # The jobs' runs as the daemon recorded them (read, never written: the daemon owns them).
-    jobs = JobBook(config.state_dir, clock, writable=False)
+    jobs = job_book(config.state_dir, clock, writable=False)
     for target in targets:
         if target.config.job is not None:
             target.job = jobs.record(target.name)

@@ -164,7 +164,7 @@ def _is_tar(head: bytes) -> bool:
     return len(head) >= 262 and head[257:262] == b"ustar"
 
 
-def _open_decompressed(path: str, compression: str) -> IO[bytes]:
+def open_decompressed(path: str, compression: str) -> IO[bytes]:
     raw = open_regular(path)
     try:
         if compression == "gzip":
@@ -251,7 +251,7 @@ def check_sqlite(path: str, options: VerifyOptions, budget: Budget) -> None:
         conn.close()
 
 
-def _room(directory: str) -> int:
+def room_in(directory: str) -> int:
     """Bytes a temporary copy may take there, leaving a reserve free."""
     st = os.statvfs(directory)
     reserve = min(SPACE_RESERVE, st.f_blocks * st.f_frsize // 20)
@@ -265,7 +265,7 @@ def private_copy(suffix: str, at_least: int) -> Iterator[tuple[BinaryIO, str, in
     filesystem has not even ``at_least`` bytes free beyond a reserve."""
     directory = tempfile.mkdtemp(prefix="backup-monitor-verify-")
     try:
-        room = _room(directory)
+        room = room_in(directory)
         if room < at_least:
             raise VerifyUnavailable(
                 f"no space for a temporary copy in {os.path.dirname(directory)}"
@@ -284,7 +284,7 @@ def _sqlite_from_stream(
     with private_copy(".db", os.path.getsize(path)) as (out, tmp, room):
         written = 0
         try:
-            with _open_decompressed(path, compression) as stream:
+            with open_decompressed(path, compression) as stream:
                 for chunk in _chunks(stream, budget):
                     written += len(chunk)
                     if written > room:
@@ -299,14 +299,14 @@ def _sqlite_from_stream(
 
 
 def _read_through(path: str, compression: str, budget: Budget) -> None:
-    with _open_decompressed(path, compression) as stream:
+    with open_decompressed(path, compression) as stream:
         for _ in _chunks(stream, budget):
             pass
 
 
 def _read_tar(path: str, compression: str | None, budget: Budget) -> int:
     """Read a tar stream member by member (the budget is spent inside members too)."""
-    stream = _open_decompressed(path, compression) if compression else open_regular(path)
+    stream = open_decompressed(path, compression) if compression else open_regular(path)
     try:
         with tarfile.open(fileobj=_Metered(stream, budget), mode="r|") as archive:  # type: ignore[call-overload]
             count = 0
@@ -413,7 +413,7 @@ def _content(path: str, options: VerifyOptions, budget: Budget) -> str | None:  
         return "sqlite"
     compression = compression_of(head)
     if compression:
-        with _open_decompressed(path, compression) as stream:
+        with open_decompressed(path, compression) as stream:
             try:
                 inner = stream.read(512)
             except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:

@@ -1,4 +1,5 @@
-"""The verifier pool: checks each target's newest backup once it has settled.
+"""The verifier pool: checks each target's newest backup once it has settled, and runs
+the restore drills that are due (one at a time per target).
 
 Off the scan and scrape paths: one small thread watches for a new newest backup,
 waits until its size and mtime have not changed for ``settle`` (a backup still
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+from exporter.config import DrillConfig
 from exporter.counters import DaemonStats
 from exporter.index import Clock, Verification
 from exporter.loop import Loop
@@ -30,6 +32,7 @@ from exporter.verify.content import (
     private_copy,
     verify_file,
 )
+from exporter.verify.drill import DrillResult, pick_backups, run_drill, scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,29 @@ def verify_newest(target: Target, clock: Clock) -> Verification | VerifyResult |
     )
 
 
+def drill_target(
+    target: Target, state_dir: str, clock: Clock, backup: str | None = None
+) -> list[DrillResult]:
+    """One drill round: the backups the target's ``drill.pick`` names (or ``backup``),
+    each restored and judged. The same procedure for the daemon and `drill`."""
+    config = target.config.drill or DrillConfig()
+    scratch = scratch_dir(config, state_dir, target.name)
+    if backup is not None:
+        return [run_drill(backup, os.stat(backup).st_mtime, config, scratch, clock)]
+    snap = target.index.snapshot()
+    newest = snap.settled_newest(clock())
+    if newest is None:
+        why = "no backup to restore"
+        if snap.newest is not None:
+            why = f"{snap.newest.name} is still being written (settle {snap.settle:g}s)"
+        return [DrillResult("none", 0.0, False, why, clock(), 0.0)]
+    picked = pick_backups(target.index.files(), newest.name, config.pick)
+    return [
+        run_drill(os.path.join(target.config.path, name), stamp, config, scratch, clock)
+        for name, stamp in picked
+    ]
+
+
 @dataclass
 class _Watch:
     key: tuple[str, int, float] | None = None  # the newest entry being settled
@@ -111,13 +137,16 @@ class Verifier(Loop):
         stats: DaemonStats,
         workers: int,
         clock: Clock = time.time,
+        state_dir: str = "",
     ) -> None:
         super().__init__("verifier", POLL, min_gap=MIN_GAP)  # an event storm: one round
         self.targets = targets
         self.stats = stats
         self.clock = clock
+        self.state_dir = state_dir  # default scratch directories of drills live under it
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify")
         self._watches: dict[str, _Watch] = {}
+        self._drilling: set[str] = set()  # one drill at a time per target
         self._lock = threading.Lock()
 
     def stop(self, timeout: float = 1.0) -> None:
@@ -126,6 +155,39 @@ class Verifier(Loop):
 
     def round(self) -> None:
         self.tick()
+        self.start_due_drills()
+
+    def start_due_drills(self) -> None:
+        """Hand each target whose drill is due to the pool (once it has been scanned)."""
+        now = self.clock()
+        for target in self.targets():
+            record, schedule = target.drill, target.drill_schedule
+            if record is None or schedule is None or not target.index.snapshot().scanned:
+                continue
+            status = record.status
+            if now < schedule.next_after(status.ran_at or status.since):
+                continue
+            with self._lock:
+                if target.name in self._drilling:
+                    continue
+                self._drilling.add(target.name)
+            self._pool.submit(self._drill, target)
+
+    def _drill(self, target: Target) -> None:
+        try:
+            results = drill_target(target, self.state_dir, self.clock)
+            assert target.drill is not None
+            target.drill.add_round(results)
+            for result in results:
+                level = logging.INFO if result.ok else logging.WARNING
+                log.log(
+                    level, "target %s: drill of %s: %s", target.name, result.backup, result.reason
+                )
+        except Exception:  # a drill bug must not lose the worker
+            log.exception("drill of target %s failed", target.name)
+        finally:
+            with self._lock:
+                self._drilling.discard(target.name)
 
     def tick(self) -> None:
         now = self.clock()

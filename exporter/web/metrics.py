@@ -19,6 +19,7 @@ from exporter.index import Clock, TargetSnapshot
 from exporter.sources.jobs import JobStatus
 from exporter.sources.watch import WATCH_MODES
 from exporter.target import FUTURE_TOLERANCE, Target
+from exporter.verify.drill import DrillStatus
 from exporter.verify.pool import wants_verification
 
 _TARGET_HELP = {
@@ -151,6 +152,22 @@ _TARGET_HELP = {
         "gauge",
         "Configured threshold: a run still in progress after this long has failed (max_runtime).",
     ),
+    "drill_ok": (
+        "gauge",
+        "1 if the last restore drill passed (every backup it restored), 0 if it failed; "
+        "absent until the first drill (drill: only).",
+    ),
+    "drill_last_run_timestamp_seconds": ("gauge", "When the last restore drill ended."),
+    "drill_last_success_timestamp_seconds": (
+        "gauge",
+        "When the last restore drill that passed ended.",
+    ),
+    "drill_duration_seconds": (
+        "gauge",
+        "How long the last drill took to restore the newest backup, copy to comparison: "
+        "the restore time.",
+    ),
+    "drill_runs": ("counter", "Restore drills run, by result: success or failure."),
     "check_ok": ("gauge", "1 if the named check passes for the target, 0 if it fails."),
     "target_up": ("gauge", "1 if the target directory exists and can be read, 0 if not."),
 }
@@ -275,8 +292,21 @@ class BackupCollector(Collector):
             fams.add("verify_pending", labels, int(snap.up and snap.verification_pending(now)))
         if target.job is not None and cfg.job is not None:
             self._add_job(fams, target.job.status, labels, cfg.job.max_runtime)
+        if target.drill is not None:
+            self._add_drill(fams, target.drill.status, labels)
         self._add_evaluation(fams, target, labels, now)
         fams.add("target_up", labels, 1 if snap.up else 0)
+
+    @staticmethod
+    def _add_drill(fams: _Families, status: DrillStatus, labels: dict[str, str]) -> None:
+        if status.results and status.ran_at is not None:
+            fams.add("drill_ok", labels, int(bool(status.ok)))
+            fams.add("drill_last_run_timestamp_seconds", labels, status.ran_at)
+            fams.add("drill_duration_seconds", labels, status.results[0].duration)
+        if status.last_success_at is not None:
+            fams.add("drill_last_success_timestamp_seconds", labels, status.last_success_at)
+        fams.add("drill_runs", {**labels, "result": "success"}, status.successes)
+        fams.add("drill_runs", {**labels, "result": "failure"}, status.failures)
 
     @staticmethod
     def _add_job(

@@ -15,6 +15,7 @@ from typing import Any
 from exporter.index import BackupFile, TargetSnapshot
 from exporter.target import Target
 from exporter.units import format_duration, humanize_age, humanize_size
+from exporter.verify.drill import TABLES_SHOWN
 
 API_VERSION = 1
 
@@ -73,6 +74,35 @@ def job_document(target: Target, scrub: Callable[[str], str]) -> dict[str, Any] 
     }
 
 
+def drill_document(target: Target, scrub: Callable[[str], str]) -> dict[str, Any] | None:
+    """The restore drills (targets with ``drill:``): the last round and when the next is."""
+    if target.drill is None or target.drill_schedule is None:
+        return None
+    status = target.drill.status
+    return {
+        "ok": status.ok,
+        "last_run_at": status.ran_at,
+        "next_run_at": target.drill_schedule.next_after(status.ran_at or status.since),
+        "last_success_at": status.last_success_at,
+        "results": [
+            {
+                "backup": r.backup,
+                "backup_timestamp": r.backup_timestamp,
+                "ok": r.ok,
+                "reason": scrub(r.reason),
+                "duration_seconds": r.duration,
+                "phases": dict(r.phases),
+                "tables": [
+                    {"name": t.name, "restored": t.restored, "live": t.live}
+                    for t in r.tables[:TABLES_SHOWN]
+                ],
+            }
+            for r in status.results
+        ],
+        "runs": {"success": status.successes, "failure": status.failures},
+    }
+
+
 def no_alerts(_target: str, _check: str) -> tuple[float, bool] | None:
     """The alert lookup of a process that does not alert (`check`)."""
     return None
@@ -125,6 +155,7 @@ def target_status(
             "timestamp": verification.finished_at,
         },
         "job": job_document(target, scrub),
+        "drill": drill_document(target, scrub),
         "checks": [
             {
                 "name": name,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from exporter.alerting.redact import SECRETS
-from exporter.sources.jobs import TAIL_KEPT, JobBook
+from exporter.sources.jobs import TAIL_KEPT, job_book
 from tests.conftest import fetch, make_config, scrape, value, wait_for, write_backup
 from tests.helpers import base_config, run_cli, write_config
 from tests.peers import WebhookReceiver, free_port
@@ -260,7 +260,9 @@ def test_check_reads_the_runs_the_daemon_saved(tmp_path: Path) -> None:
         tmp_path / "config.yml",
         base_config(tmp_path, [{"name": "db", "path": str(tmp_path / "db"), "job": None}]),
     )
-    JobBook(str(tmp_path / "state")).record("db").finish(5, "rsync: connection unexpectedly closed")
+    job_book(str(tmp_path / "state")).record("db").finish(
+        5, "rsync: connection unexpectedly closed"
+    )
     saved = (tmp_path / "state" / "jobs" / "db.json").read_bytes()
     done = run_cli("check", "--config", str(config))
     assert done.returncode == 1, done.stdout + done.stderr

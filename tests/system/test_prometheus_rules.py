@@ -15,6 +15,7 @@ import yaml
 
 from exporter.commands.bundle import dashboard_text, namespaced, rules_text
 from exporter.config import Config
+from exporter.verify.drill import DrillResult, TableCount
 from tests.conftest import fetch, make_config, parse_samples, require_tool, wait_for, write_backup
 from tests.helpers import ROOT, make_db, query
 from tests.peers import free_port
@@ -102,6 +103,7 @@ def test_dashboard_and_rules_use_only_exported_metrics(tmp_path: Path, start_dae
                     "retention": "30d",
                     "mirror_of": "a",
                     "job": {},
+                    "drill": {},
                 },
             ],
             notify={"urls": ["json://127.0.0.1:9/x"]},
@@ -109,6 +111,7 @@ def test_dashboard_and_rules_use_only_exported_metrics(tmp_path: Path, start_dae
     )
     daemon.targets[1].job.start()  # a run with a known start: every job series exists
     daemon.targets[1].job.finish(0)
+    daemon.targets[1].drill.add_round([passed_drill()])
     wait_for(lambda: "backup_verify_ok{" in fetch(daemon.url))
     exported = {name for name, _ in parse_samples(fetch(daemon.url))}
     rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
@@ -203,7 +206,13 @@ def test_real_prometheus_rules_and_dashboard(tmp_path: Path, start_daemon, prome
         targets.append(
             {"name": name, "path": str(tmp_path / "jobs"), "job": {"output_grace": "1s"}}
         )
+    # Restore drills: one passed, one restored far fewer rows than live.
+    for name in ("drilled", "drillshort"):
+        targets.append({"name": name, "path": str(tmp_path / "jobs"), "drill": {}})
     daemon = start_daemon(make_config(targets=targets))
+    daemon.targets[-2].drill.add_round([passed_drill()])
+    short = DrillResult("backup-1.db", now, False, "api_keys: 1 rows restored, 90 live", now, 1.5)
+    daemon.targets[-1].drill.add_round([short])
     pings = f"http://127.0.0.1:{daemon.http.port}/ping"
     for path in ("jobfail/start", "jobfail/2", "jobsilent/start", "jobsilent"):
         fetch(f"{pings}/{path}")
@@ -225,6 +234,7 @@ def test_real_prometheus_rules_and_dashboard(tmp_path: Path, start_daemon, prome
         ("BackupVerifyFailed", "corrupt"),
         ("BackupJobFailed", "jobfail"),
         ("BackupJobNoOutput", "jobsilent"),
+        ("BackupDrillFailed", "drillshort"),
     }
 
     wait_for(lambda: firing_alerts(url) == expected, timeout=30)
@@ -232,6 +242,11 @@ def test_real_prometheus_rules_and_dashboard(tmp_path: Path, start_daemon, prome
     for expr in panel_queries(panel_exprs(), instance):
         wait_for(lambda expr=expr: query(url, expr), timeout=30)
     assert firing_alerts(url) == expected  # and nothing else started firing meanwhile
+
+
+def passed_drill() -> DrillResult:
+    tables = (TableCount("api_keys", 90, 90),)
+    return DrillResult("backup-1.db", time.time(), True, "restored", time.time(), 2.0, {}, tables)
 
 
 def panel_queries(templates: list[str], instance: str) -> list[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.verify.drill import DrillResult
 from tests.conftest import fetch, make_config, scrape, value, wait_for, write_backup
 from tests.helpers import ROOT, run_cli
 
@@ -174,10 +175,15 @@ def test_status_page_in_a_real_browser(tmp_path: Path, start_daemon, browser) ->
     browser.save_screenshot(str(ARTIFACTS / "status-page-phone.png"))
 
 
-def test_a_jobs_output_is_shown_as_text_on_the_page(tmp_path: Path, start_daemon, browser) -> None:
+def test_a_jobs_output_and_a_failed_drill_on_the_page(
+    tmp_path: Path, start_daemon, browser
+) -> None:
     write_backup(tmp_path / "db" / "backup-1.db", 4096, time.time() - 600)
-    targets = [{"name": "db", "path": str(tmp_path / "db"), "job": {}}]
+    targets = [{"name": "db", "path": str(tmp_path / "db"), "job": {}, "drill": {}}]
     daemon = start_daemon(make_config(targets=targets, status_refresh="1s"))
+    now = time.time()
+    reason = "api_keys: 10 rows restored, 1000 live (1%, min 90%)"
+    daemon.targets[0].drill.add_round([DrillResult("backup-1.db", now, False, reason, now, 2.5)])
     page = daemon.url.removesuffix("/metrics")
     hostile = b'pg_dump: error\n<img src=x onerror="window.pwned=1"><b>bold</b>\n'
     request = urllib.request.Request(page + "/ping/db/3", data=hostile)
@@ -195,3 +201,8 @@ def test_a_jobs_output_is_shown_as_text_on_the_page(tmp_path: Path, start_daemon
     assert '<img src=x onerror="window.pwned=1"><b>bold</b>' in job_cell()  # as text
     assert browser.execute_script("return window.pwned === undefined;")
     assert browser.execute_script("return document.querySelector('#target-db img') === null;")
+    drill_cell = browser.execute_script(
+        "return document.querySelector('#target-db td[data-label=Drill]').textContent;"
+    )
+    assert "FAILED: backup-1.db · 2.5 s" in drill_cell
+    assert reason in drill_cell

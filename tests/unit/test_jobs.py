@@ -12,7 +12,7 @@ import pytest
 from exporter.checks.table import check_job, check_job_output, evaluate_target
 from exporter.config import TargetConfig
 from exporter.sources.joblog import OUTPUT_KEPT, LogFollow
-from exporter.sources.jobs import TAIL_KEPT, JobBook, JobRecord
+from exporter.sources.jobs import TAIL_KEPT, JobRecord, job_book
 from exporter.target import Target
 from tests.helpers import ROOT
 
@@ -134,12 +134,12 @@ def test_a_reported_run_makes_the_evaluation_due() -> None:
 
 def test_run_records_survive_a_restart(tmp_path: Path) -> None:
     clock = Clock()
-    book = JobBook(str(tmp_path), clock)
+    book = job_book(str(tmp_path), clock)
     record = book.record("db")
     assert book.record("db") is record
     record.finish(4, "x" * (TAIL_KEPT + 10))
     record.start()
-    again = JobBook(str(tmp_path), clock).record("db").status
+    again = job_book(str(tmp_path), clock).record("db").status
     assert again.running_since == clock.now  # a run in progress stays in progress
     assert again.last.exit_code == 4
     assert len(again.last.tail) == TAIL_KEPT
@@ -154,7 +154,7 @@ def test_a_damaged_record_is_moved_aside(tmp_path: Path, caplog) -> None:
         "last": {"started_at": None, "ended_at": 1.0, "exit_code": 999, "tail": ""},
     }
     (tmp_path / "jobs" / "db.json").write_text(json.dumps(bad))
-    status = JobBook(str(tmp_path)).record("db").status
+    status = job_book(str(tmp_path)).record("db").status
     assert status.last is None
     assert [p.name.startswith("db.json.corrupt-") for p in (tmp_path / "jobs").iterdir()] == [True]
     assert "not a job record" in caplog.text
