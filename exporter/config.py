@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 import stat
 from collections.abc import Callable, Mapping
@@ -232,6 +234,42 @@ class DrillConfig(_Strict):
         return self
 
 
+def _file_mode(value: Any) -> Any:
+    """'0600' (octal, as chmod takes it); an int is taken as YAML read it (0600 unquoted
+    is octal there)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or any(ch not in "01234567" for ch in text.removeprefix("0o")):
+            raise ValueError(f"not an octal mode: {value!r} (quote it: '0600')")
+        value = int(text.removeprefix("0o"), 8)
+    if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= 0o7777:
+        raise ValueError("must be a mode between '0000' and '7777'")
+    return value
+
+
+Mode = Annotated[
+    int,
+    BeforeValidator(_file_mode),
+    PlainSerializer(lambda mode: f"{mode:04o}", return_type=str),
+]
+
+
+def _account(value: Any, lookup: Callable[[str], Any], what: str) -> int | None:
+    """A user or group given by name or id, as its id (a name must exist here)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value < 2**32:
+            raise ValueError(f"invalid {what} id {value}")
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    try:
+        return int(lookup(str(value))[2])
+    except KeyError:
+        raise ValueError(f"unknown {what} {value!r}") from None
+
+
 # The flat keys of targets before s3: and verify: existed, and where they are now.
 MOVED_KEYS = {
     "endpoint_url": "s3.endpoint_url",
@@ -285,6 +323,33 @@ class TargetConfig(_Strict):
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     job: JobConfig | None = None  # present: the job's runs are tracked (pings, run, log)
     drill: DrillConfig | None = None  # present: restore drills on a schedule
+    # Capacity: the target's filesystem must keep this much free, or room for this many
+    # more backups of the expected size.
+    min_free: SizeIn(0, MAX_SIZE) | None = None
+    min_free_runs: float | None = Field(default=None, ge=0, le=10**6)
+    # Permissions: the most a backup file or directory may allow, and who owns them.
+    file_mode: Mode | None = None
+    dir_mode: Mode | None = None
+    owner: int | None = None
+    group: int | None = None
+    # Encryption: required makes a plaintext newest backup a failure.
+    encryption: Literal["none", "required"] = "none"
+    decrypt_identity: str | None = None  # an age identity file: verify inside the envelope
+
+    @field_validator("owner", mode="before")
+    @classmethod
+    def _owner(cls, value: Any) -> int | None:
+        return _account(value, pwd.getpwnam, "user")
+
+    @field_validator("group", mode="before")
+    @classmethod
+    def _group(cls, value: Any) -> int | None:
+        return _account(value, grp.getgrnam, "group")
+
+    @field_validator("decrypt_identity")
+    @classmethod
+    def _identity_path(cls, value: str | None) -> str | None:
+        return _absolute_path(value)
 
     @field_validator("job", "drill", mode="before")
     @classmethod
@@ -363,6 +428,12 @@ class TargetConfig(_Strict):
             raise ValueError("watch_mode applies to directories, not s3:// paths")
         if self.remote and self.drill is not None:
             raise ValueError("drill applies to directories, not s3:// paths")
+        if self.remote and self.encryption != "none":
+            raise ValueError("encryption applies to directories, not s3:// paths")
+        local_only = ("min_free", "min_free_runs", "file_mode", "dir_mode", "owner", "group")
+        for key in local_only:
+            if self.remote and getattr(self, key) is not None:
+                raise ValueError(f"{key} applies to directories, not s3:// paths")
         return self
 
     @model_validator(mode="after")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 import time
 from typing import Any
@@ -18,6 +20,7 @@ from exporter.alerting.service import Alerting
 from exporter.config import Config, TargetConfig, parse_listen
 from exporter.counters import DaemonStats
 from exporter.index import Clock
+from exporter.sources.capacity import SpaceSampler, sample
 from exporter.sources.joblog import LogFollower
 from exporter.sources.jobs import job_book
 from exporter.sources.object_storage import RemotePoller
@@ -39,6 +42,22 @@ from exporter.web.metrics import BackupCollector
 from exporter.web.status import build_targets
 
 log = logging.getLogger(__name__)
+
+
+def _warn_if_readable(target: str, identity: str) -> None:
+    """An identity file is a secret: say so when others can read it (its path only)."""
+    try:
+        mode = os.stat(identity).st_mode
+    except OSError as exc:
+        log.warning("target %s: decrypt_identity %s: %s", target, identity, exc.strerror)
+        return
+    if mode & 0o077:
+        log.warning(
+            "target %s: decrypt_identity %s is readable by others (mode %04o): chmod 600 it",
+            target,
+            identity,
+            stat.S_IMODE(mode),
+        )
 
 
 class Daemon:
@@ -88,6 +107,7 @@ class Daemon:
         self._overflow = OverflowListener(self.supervisor.request_rescan_all)
         host, port = parse_listen(config.listen)
         self.job_logs = LogFollower(lambda: self.targets)
+        self.space = SpaceSampler(lambda: self.targets)
         app = make_app(
             self.registry,
             config.metrics_path,
@@ -116,6 +136,8 @@ class Daemon:
                 SECRETS.register([config.job.token])
         if config.drill is not None:
             target.drill = self.drills.record(config.name)
+        if config.decrypt_identity:
+            _warn_if_readable(config.name, config.decrypt_identity)
         return target
 
     def _sync_pollers(self) -> None:
@@ -134,6 +156,7 @@ class Daemon:
         # Looked up at each call: a reload replaces the alerting side.
         self.alerting.evaluator.wake(name)
         self.verifier.wake(name)
+        self.space.wake(name)  # a backup written or removed: free space moved
 
     @property
     def url(self) -> str:
@@ -166,12 +189,14 @@ class Daemon:
         logging.getLogger("watchdog").addHandler(self._overflow)
         # The initial index is complete before anything is served or evaluated.
         self.supervisor.scan_all()
+        sample(self.targets)  # free space known before the first evaluation
         self.supervisor.start()
         self._sync_pollers()
         # Alerts start after the initial index is complete: no start-up false alarms.
         self.alerting.start()
         self.verifier.start()
         self.job_logs.start()
+        self.space.start()
         self.http.start()
         for target in self.targets:
             snap = target.index.snapshot()
@@ -237,6 +262,7 @@ class Daemon:
         self.http.stop()
         self.verifier.stop()
         self.job_logs.stop()
+        self.space.stop()
         self.alerting.stop()
         for poller in self._pollers.values():
             poller.stop()

@@ -11,6 +11,7 @@ change.
 from __future__ import annotations
 
 import bisect
+import heapq
 import threading
 import time
 from collections.abc import Callable
@@ -77,6 +78,25 @@ class Verification:
 
 
 @dataclass(frozen=True, slots=True)
+class Space:
+    """The target's filesystem: bytes an unprivileged writer may still use, and its size."""
+
+    avail: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What the newest complete backup's first bytes say it is."""
+
+    name: str
+    size: int
+    stamp: float
+    encryption: str | None  # age, openpgp, openssl; None: not encrypted
+    looks_like: str  # "SQLite database", "gzip data", "age-encrypted data"...
+
+
+@dataclass(frozen=True, slots=True)
 class TargetSnapshot:
     """What is known of one target at one moment; cheap to pass around, never changes."""
 
@@ -103,6 +123,11 @@ class TargetSnapshot:
     settle: float = 0.0
     writing: tuple[Writing, ...] = ()  # backups that changed within ``settle`` of the build
     tail: tuple[Entry, ...] = ()  # the newest len(writing) + 1 entries, oldest first
+    space: Space | None = None  # the filesystem's free space (local targets)
+    # Paths breaking the permission policy: (path, what is wrong), at most INSECURE_SHOWN.
+    insecure: tuple[tuple[str, str], ...] = ()
+    insecure_count: int = 0
+    envelope: Envelope | None = None
 
     def unsettled(self, now: float) -> list[Writing]:
         """The backups still being written at ``now`` (changed less than ``settle`` ago)."""
@@ -132,6 +157,13 @@ class TargetSnapshot:
     def settles_at(self, now: float) -> float | None:
         """When the next backup still being written counts as complete, if it stays quiet."""
         return min((w.last_change + self.settle for w in self.unsettled(now)), default=None)
+
+
+# Offending paths a snapshot carries (the count is exact).
+INSECURE_SHOWN = 5
+# Free space is published when it moved by at least this much (a busy disk is not a
+# change of the target's every second).
+SPACE_STEP = 1024**2
 
 
 class TargetIndex:
@@ -170,6 +202,9 @@ class TargetIndex:
         self._version = 0
         self._touched: set[str] | None = None
         self._verification: Verification | None = None
+        self._space: Space | None = None
+        self._insecure: dict[str, str] = {}
+        self._envelope: Envelope | None = None
         self._stale = False
         self._snapshot: TargetSnapshot | None = None
         self._listeners: list[Listener] = []
@@ -225,6 +260,7 @@ class TargetIndex:
         if not bulk:
             del self._order[bisect.bisect_left(self._order, (old[1], name, old[0]))]
         self._writing.pop(name, None)
+        self._insecure.pop(name, None)
         self._forget_inode(name)
         return True
 
@@ -448,6 +484,43 @@ class TargetIndex:
             self._changed()
         self._notify()
 
+    def set_envelope(self, envelope: Envelope) -> None:
+        with self._lock:
+            if envelope == self._envelope:
+                return
+            self._envelope = envelope
+            self._changed()
+        self._notify()
+
+    def set_space(self, space: Space) -> None:
+        """A new free-space sample; a change smaller than SPACE_STEP is not a change."""
+        with self._lock:
+            old = self._space
+            if (
+                old is not None
+                and old.size == space.size
+                and abs(old.avail - space.avail) < SPACE_STEP
+            ):
+                return
+            self._space = space
+            self._changed()
+        self._notify()
+
+    def set_insecure(self, found: dict[str, str], only: str | None = None) -> None:
+        """The paths breaking the permission policy: all of them (a sweep), or, with
+        ``only``, what is now known of that one path (an event)."""
+        with self._lock:
+            if only is None:
+                new = dict(found)
+            else:
+                new = {k: v for k, v in self._insecure.items() if k != only}
+                new.update(found)
+            if new == self._insecure:
+                return
+            self._insecure = new
+            self._changed()
+        self._notify()
+
     # --- reading -----------------------------------------------------------------------
 
     def files(self) -> FileMap:
@@ -514,4 +587,8 @@ class TargetIndex:
             settle=self.settle,
             writing=writing,
             tail=tuple(order[-(len(writing) + 1) :]) if writing else (),
+            space=self._space,
+            insecure=tuple(heapq.nsmallest(INSECURE_SHOWN, self._insecure.items())),
+            insecure_count=len(self._insecure),
+            envelope=self._envelope,
         )

@@ -14,6 +14,7 @@ from exporter.index import Clock, FileMap, TargetIndex
 from exporter.schedule import Schedule, resolve_zone
 from exporter.sources.jobs import JobRecord
 from exporter.sources.matcher import Matcher
+from exporter.sources.permissions import Policy, policy_of
 from exporter.timestamps import Stamper, make_stamper
 from exporter.verify.drill import DrillRecord
 
@@ -35,6 +36,7 @@ class Target:
     future_seen: int = field(init=False, default=0)  # logged once, not at every rescan
     mirror_source: Target | None = field(init=False, default=None)  # for mirror_of
     watch_mode: str | None = field(init=False, default=None)  # inotify, polling; None: unwatched
+    policy: Policy | None = field(init=False, default=None)  # file_mode, dir_mode, owner...
     job: JobRecord | None = field(init=False, default=None)  # for job: (its runs)
     drill: DrillRecord | None = field(init=False, default=None)  # for drill: (its results)
     drill_schedule: Schedule | None = field(init=False, default=None)
@@ -49,6 +51,7 @@ class Target:
         self.matcher = Matcher(cfg.patterns, cfg.exclude)
         self.stamp = make_stamper(cfg.timestamp, cfg.name_format, cfg.timezone)
         self.zone = resolve_zone(cfg.timezone)
+        self.policy = policy_of(cfg)
         self.schedule = Schedule(cfg.schedule, self.zone, cfg.grace) if cfg.schedule else None
         if cfg.drill is not None:
             self.drill_schedule = Schedule(cfg.drill.schedule, self.zone, cfg.drill.timeout)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from statistics import median
 
 from exporter.checks.history import (
     mirror_copy,
@@ -358,6 +359,104 @@ def check_job_output(
     )
 
 
+def expected_size(snap: TargetSnapshot, target: Target, now: float) -> int | None:
+    """The size the next backup is expected to have: the median of the recent complete
+    ones where the history is kept, else the newest complete one."""
+    newest = snap.settled_newest(now)
+    if newest is None:
+        return None
+    recent = [size for _ts, _name, size in snap.history[-(target.config.size_history or 1) :]]
+    return int(median(recent)) if len(recent) > 1 else newest.size
+
+
+def backups_per(span: float, target: Target, now: float) -> float | None:
+    """How many backups ``span`` holds: by the schedule, else one per ``max_age``."""
+    if target.schedule is not None:
+        return float(len(target.schedule.runs_between(now, now + span)))
+    max_age = target.config.effective_max_age
+    return span / max_age if max_age else None
+
+
+def check_capacity(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
+    """Free space on the target's filesystem: at least ``min_free``, and room for
+    ``min_free_runs`` more backups of the expected size. Without either it only
+    publishes the figures."""
+    cfg = target.config
+    if cfg.remote or snap.space is None:
+        return None
+    if not snap.up:
+        return _down(snap)
+    avail, size = snap.space.avail, snap.space.size
+    figures = {"filesystem_avail_bytes": float(avail), "filesystem_size_bytes": float(size)}
+    expected = expected_size(snap, target, now)
+    runs = avail / expected if expected else None
+    if runs is not None:
+        figures["capacity_runs_left"] = runs
+    count = backups_per(cfg.retention, target, now) if cfg.retention and expected else None
+    if count is not None and expected:
+        figures["retention_need_bytes"] = max(0.0, count * expected - snap.total_size)
+    problems = []
+    if cfg.min_free is not None and avail < cfg.min_free:
+        problems.append(f"{humanize_size(avail)} free (min_free {humanize_size(cfg.min_free)})")
+    if cfg.min_free_runs is not None and runs is not None and runs < cfg.min_free_runs:
+        problems.append(
+            f"room for {runs:.1f} more backups of {humanize_size(expected or 0)} "
+            f"(min_free_runs {cfg.min_free_runs:g})"
+        )
+    if problems:
+        return CheckResult(False, "; ".join(problems), figures=figures)
+    text = f"{humanize_size(avail)} free of {humanize_size(size)}"
+    if runs is not None:
+        text += f", room for {runs:.0f} more backups of {humanize_size(expected or 0)}"
+    return CheckResult(True, text, figures=figures)
+
+
+def check_permissions(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
+    """Backups and their directories within ``file_mode``, ``dir_mode``, owner, group."""
+    if target.policy is None:
+        return None
+    if not snap.up:
+        return _down(snap)
+    count = snap.insecure_count
+    figures = {"insecure_files": float(count)}
+    if not count:
+        return CheckResult(
+            True, "backups and directories within the permission policy", figures=figures
+        )
+    shown = ", ".join(f"{path}: {what}" for path, what in snap.insecure)
+    more = f" and {count - len(snap.insecure)} more" if count > len(snap.insecure) else ""
+    return CheckResult(
+        False, f"{count} paths break the permission policy: {shown}{more}", figures=figures
+    )
+
+
+def check_encryption(
+    snap: TargetSnapshot, target: Target, now: float, source: TargetSnapshot | None = None
+) -> CheckResult | None:
+    """With ``encryption: required``, the newest complete backup must be encrypted, as its
+    first bytes show (age, OpenPGP, openssl enc), whatever its name says."""
+    if target.config.encryption != "required":
+        return None
+    if not snap.up:
+        return _down(snap)
+    newest, envelope = snap.settled_newest(now), snap.envelope
+    if newest is None:
+        return CheckResult(True, "no complete backup yet")
+    if envelope is None or (envelope.name, envelope.size, envelope.stamp) != (
+        newest.name,
+        newest.size,
+        newest.mtime,
+    ):
+        return CheckResult(True, f"{newest.name} not examined yet")
+    if envelope.encryption is None:
+        return CheckResult(False, f"{envelope.name}: {envelope.looks_like} in plaintext")
+    return CheckResult(True, f"{envelope.name}: {envelope.looks_like}")
+
+
 def _drill_text(result: DrillResult) -> str:
     return f"drill of {result.backup}: {result.reason}"
 
@@ -427,6 +526,11 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec("job", "backup job failed", check_job, "BackupJobFailed"),
     CheckSpec("job_output", "backup job wrote no backup", check_job_output, "BackupJobNoOutput"),
     CheckSpec("drill", "restore drill failed", check_drill, "BackupDrillFailed"),
+    CheckSpec("capacity", "backup disk filling up", check_capacity, "BackupCapacityLow"),
+    CheckSpec(
+        "permissions", "backups readable by others", check_permissions, "BackupPermissionsOpen"
+    ),
+    CheckSpec("encryption", "backup not encrypted", check_encryption, "BackupNotEncrypted"),
 )
 BY_NAME = {spec.name: spec for spec in CHECKS}
 SUMMARIES = {spec.name: spec.summary for spec in CHECKS}

@@ -16,12 +16,13 @@ from exporter.checks.table import evaluate_target
 from exporter.commands.exitcodes import STATE_EXIT, Exit
 from exporter.config import Config
 from exporter.index import Clock, Verification
+from exporter.sources.capacity import sample
 from exporter.sources.jobs import job_book
 from exporter.sources.object_storage import RemotePoller
 from exporter.sources.supervisor import scan_into_index
 from exporter.target import Target, link_mirrors
 from exporter.units import printable
-from exporter.verify.pool import verify_newest
+from exporter.verify.pool import examine, verify_newest
 from exporter.web.metrics import BackupCollector
 from exporter.web.status import build_targets, checks_of, no_alerts
 
@@ -52,8 +53,11 @@ def run_checks(
         verification = verify_newest(target, clock)
         if isinstance(verification, Verification):  # not when it could not be verified
             target.index.set_verification(verification)
+    sample(targets)  # free space, for the capacity check
     now = clock()
     for target in targets:
+        if target.config.encryption == "required":
+            examine(target, now)
         evaluate_target(target, now)
     return targets, now
 

@@ -4,10 +4,12 @@ listings alike, with the same bookkeeping and the same log lines."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 from exporter.index import Clock
 from exporter.sources.listing import Listing, TargetUnavailable
+from exporter.sources.permissions import sweep
 from exporter.target import FUTURE_TOLERANCE, Target
 from exporter.units import printable
 
@@ -46,6 +48,9 @@ def apply_listing(
         listing.inodes,
         len(listing.unreadable),
     )
+    if target.policy is not None:
+        root = os.path.realpath(target.config.path)
+        index.set_insecure(sweep(root, index.names(), target.policy))
     _report(target, was.unparsed, was.unreadable, unparsed, listing, finished)
     if was.scanned and not was.up:
         log.info("target %s is up again: %d backups", target.name, len(files))

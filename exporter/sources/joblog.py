@@ -168,6 +168,12 @@ class LogFollower(Loop):
             follow.poll()
         return None
 
+    def start(self, *, first_round_now: bool = True) -> None:
+        # Positioned at the logs' ends before the daemon counts as started: a line written
+        # right after start is a new line, never skipped as old news.
+        self.run_round()
+        super().start(first_round_now=False)
+
     def stop(self, timeout: float = 2.0) -> None:
         super().stop(timeout)
         for follow in self._follows.values():

@@ -106,6 +106,7 @@ class Supervisor(Loop):
             target.config.recursive,
             self.stats,
             self.request_rescan,
+            target.policy,
         )
 
     def _ensure_watch(self, target: Target) -> None:

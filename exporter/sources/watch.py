@@ -36,6 +36,7 @@ from exporter.index import TargetIndex
 from exporter.sources.listing import is_symlink_alias, stat_backup
 from exporter.sources.matcher import Matcher
 from exporter.sources.mounts import choose_mode
+from exporter.sources.permissions import Policy, check_path
 from exporter.sources.polling import DirectoryPoller
 from exporter.sources.stat_helper import SYMLINK
 from exporter.timestamps import Stamper
@@ -74,7 +75,9 @@ class TargetEventHandler(FileSystemEventHandler):
         recursive: bool,
         stats: DaemonStats,
         request_rescan: RescanRequest,
+        policy: Policy | None = None,
     ) -> None:
+        self.policy = policy  # the permission policy, checked again at each file event
         self.index = index
         self.root = root
         self.matcher = matcher
@@ -154,6 +157,8 @@ class TargetEventHandler(FileSystemEventHandler):
             # a scan can tell which name counts.
             self.request_rescan(self.index.name)
             return
+        if self.policy is not None:  # a chmod or chown arrives here as an attribute event
+            self.index.set_insecure(check_path(self.root, rel, self.policy), only=rel)
         ts = self.stamp(rel, mtime)
         if ts is not None:
             self.index.upsert(rel, size, ts, mtime, max(link, 0))

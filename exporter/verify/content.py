@@ -37,10 +37,11 @@ import urllib.parse
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, BinaryIO
 
 from exporter.units import printable
+from exporter.verify.envelope import EnvelopeBroken, check_envelope, decrypt_age, encryption_of
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 CHUNK = 1024 * 1024
@@ -88,6 +89,7 @@ class VerifyOptions:
     query: str | None = None
     timeout: float = 60.0
     max_bytes: int = DEFAULT_MAX_BYTES  # decompressed bytes read at most
+    identity: str | None = None  # an age identity file: encrypted backups are opened
 
 
 class Budget:
@@ -405,6 +407,9 @@ def kind_by_name(path: str) -> str:
 def _content(path: str, options: VerifyOptions, budget: Budget) -> str | None:  # noqa: PLR0911 - one return per file type
     """Check the content; returns what was checked, or None when nothing applies."""
     head = _head(path)
+    encryption, _looks = encryption_of(head)
+    if encryption is not None:
+        return _encrypted(path, encryption, options, budget)
     kind = kind_by_name(path) if options.kind == "auto" else options.kind
     if head.startswith(SQLITE_MAGIC):
         if kind == "archive":
@@ -439,6 +444,49 @@ def _content(path: str, options: VerifyOptions, budget: Budget) -> str | None:  
     if kind == "archive":
         raise VerifyError("not a recognised archive (gzip, bzip2, xz, zstd, tar, zip)")
     return None
+
+
+class _Bounded:
+    """A writer that refuses to grow past ``room`` bytes (a private copy's free space)."""
+
+    def __init__(self, out: BinaryIO, room: int) -> None:
+        self.out = out
+        self.room = room
+
+    def write(self, data: bytes) -> int:
+        self.room -= len(data)
+        if self.room < 0:
+            raise VerifyUnavailable("no space for a temporary copy")
+        return self.out.write(data)
+
+
+_ENCRYPTED_SUFFIXES = (".age", ".gpg", ".pgp", ".asc", ".enc")
+
+
+def _encrypted(path: str, encryption: str, options: VerifyOptions, budget: Budget) -> str:
+    """An encrypted backup: its envelope without a key; with an age identity, decrypted
+    (streamed, within the budget) into a private copy whose content is then checked."""
+    if options.identity is None or encryption != "age":
+        with open_regular(path) as handle:
+            try:
+                return check_envelope(handle, encryption)
+            except EnvelopeBroken as exc:
+                raise VerifyError(str(exc)) from None
+    # Named like the backup without its encryption suffix: its extension says what to expect.
+    name = os.path.basename(path)
+    for suffix in _ENCRYPTED_SUFFIXES:
+        name = name.removesuffix(suffix)
+    with private_copy("-" + name, os.path.getsize(path)) as (out, plain, room):
+        try:
+            with open_regular(path) as source:
+                decrypt_age(_Metered(source, budget), options.identity, _Bounded(out, room))  # type: ignore[arg-type]
+            out.flush()
+        except EnvelopeBroken as exc:
+            raise VerifyError(str(exc)) from None
+        except (ValueError, RuntimeError) as exc:
+            raise VerifyUnavailable(str(exc)) from None
+        inner = _content(plain, replace(options, identity=None), budget)
+    return f"age decrypted+{inner or 'data'}"
 
 
 def verify_file(

@@ -33,6 +33,7 @@ from exporter.verify.content import (
     verify_file,
 )
 from exporter.verify.drill import DrillResult, pick_backups, run_drill, scratch_dir
+from exporter.verify.envelope import sniff
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def options_for(target: Target, size: int) -> VerifyOptions:
         query=cfg.verify.query,
         timeout=cfg.verify.timeout + size / BYTES_PER_SECOND,
         max_bytes=cfg.verify.max_bytes,
+        identity=cfg.decrypt_identity,
     )
 
 
@@ -119,6 +121,26 @@ def drill_target(
         run_drill(os.path.join(target.config.path, name), stamp, config, scratch, clock)
         for name, stamp in picked
     ]
+
+
+def examine(target: Target, now: float) -> None:
+    """Read what the newest complete backup is (its first bytes), once per backup, for
+    ``encryption: required``."""
+    snap = target.index.snapshot()
+    newest = snap.settled_newest(now)
+    if newest is None:
+        return
+    known = snap.envelope
+    if known is not None and (known.name, known.size, known.stamp) == (
+        newest.name,
+        newest.size,
+        newest.mtime,
+    ):
+        return
+    path = os.path.join(target.config.path, newest.name)
+    envelope = sniff(path, newest.name, newest.size, newest.mtime)
+    if envelope is not None:
+        target.index.set_envelope(envelope)
 
 
 @dataclass
@@ -192,6 +214,8 @@ class Verifier(Loop):
     def tick(self) -> None:
         now = self.clock()
         for target in self.targets():
+            if target.config.encryption == "required":
+                examine(target, now)
             if not wants_verification(target):
                 continue
             newest = target.index.snapshot().settled_newest(now)

@@ -168,6 +168,26 @@ _TARGET_HELP = {
         "the restore time.",
     ),
     "drill_runs": ("counter", "Restore drills run, by result: success or failure."),
+    "filesystem_avail_bytes": (
+        "gauge",
+        "Bytes an unprivileged writer can still use on the target's filesystem (statvfs).",
+    ),
+    "filesystem_size_bytes": ("gauge", "Size of the target's filesystem in bytes."),
+    "capacity_runs_left": (
+        "gauge",
+        "How many more backups of the expected size (the median of the recent ones, or the "
+        "newest) fit in the free space.",
+    ),
+    "retention_need_bytes": (
+        "gauge",
+        "Bytes the retention window still needs: the backups it will hold at the expected "
+        "size, minus what is stored (retention with a schedule or max_age).",
+    ),
+    "insecure_files": (
+        "gauge",
+        "Backups and directories breaking the permission policy (file_mode, dir_mode, "
+        "owner, group).",
+    ),
     "check_ok": ("gauge", "1 if the named check passes for the target, 0 if it fails."),
     "target_up": ("gauge", "1 if the target directory exists and can be read, 0 if not."),
 }

@@ -229,6 +229,9 @@ def test_quota_proxy_example_publishes_legacy_names(tmp_path: Path) -> None:
     gz = backups / "backup-2026-05-25-02-00-00.db.gz"
     gz.write_bytes(gzip.compress((backups / "backup-2026-05-24-02-00-00.db").read_bytes()))
     os.utime(gz, (now - 600, now - 600))
+    for path in backups.iterdir():  # the guide's 600/700, which the example checks
+        path.chmod(0o600)
+    backups.chmod(0o700)
     textfile = tmp_path / "backup.prom"
     result = run_cli("check", "--config", str(example_config(backups)), "--textfile", str(textfile))
     assert result.returncode == 0, result.stdout + result.stderr

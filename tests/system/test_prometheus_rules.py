@@ -93,6 +93,7 @@ def test_dashboard_and_rules_use_only_exported_metrics(tmp_path: Path, start_dae
                     "path": str(tmp_path / "a"),
                     "min_count": 1,
                     "max_count": 9,
+                    "file_mode": "0600",
                     "verify": "auto",
                     "settle": 0,
                 },
@@ -206,6 +207,12 @@ def test_real_prometheus_rules_and_dashboard(tmp_path: Path, start_daemon, prome
         targets.append(
             {"name": name, "path": str(tmp_path / "jobs"), "job": {"output_grace": "1s"}}
         )
+    # The guide's practices: a disk without room, a world-readable backup, a plaintext
+    # backup where encryption is required.
+    write_backup(tmp_path / "open" / "backup-1.db", 40960, now - 60).chmod(0o644)
+    targets.append({"path": str(tmp_path / "open"), "file_mode": "0600"})
+    targets.append({"name": "full", "path": str(tmp_path / "healthy"), "min_free": "1000TiB"})
+    targets.append({"name": "plain", "path": str(tmp_path / "healthy"), "encryption": "required"})
     # Restore drills: one passed, one restored far fewer rows than live.
     for name in ("drilled", "drillshort"):
         targets.append({"name": name, "path": str(tmp_path / "jobs"), "drill": {}})
@@ -235,6 +242,9 @@ def test_real_prometheus_rules_and_dashboard(tmp_path: Path, start_daemon, prome
         ("BackupJobFailed", "jobfail"),
         ("BackupJobNoOutput", "jobsilent"),
         ("BackupDrillFailed", "drillshort"),
+        ("BackupPermissionsOpen", "open"),
+        ("BackupCapacityLow", "full"),
+        ("BackupNotEncrypted", "plain"),
     }
 
     wait_for(lambda: firing_alerts(url) == expected, timeout=30)
