@@ -2,7 +2,8 @@
 ARG BASE=python:3.12-slim
 
 FROM ${BASE} AS build
-# ".[s3]" adds object-storage targets (boto3, about 100 MB more).
+# ".[s3]" adds object-storage targets (boto3, about 100 MB more); ".[age]" age decryption
+# for decrypt_identity (pyrage, about 2 MB); ".[s3,age]" both.
 ARG PACKAGE=.
 WORKDIR /src
 COPY pyproject.toml README.md ./

@@ -588,6 +588,54 @@ class NotifyConfig(_Strict):
         return value
 
 
+class AlertmanagerAuth(_Strict):
+    username: str = Field(min_length=1, max_length=256)
+    password: str = Field(max_length=4096)
+
+
+class AlertmanagerConfig(_Strict):
+    """Post the daemon's own alerts to an Alertmanager cluster (its API v2), as Prometheus
+    does: every URL gets every alert, the cluster deduplicates."""
+
+    urls: list[str] = Field(min_length=1, max_length=16)
+    resend_interval: DurationIn(1.0, DAY) = 60.0
+    timeout: Timeout = 10.0
+    # Labels on every alert; `instance` defaults to the host name. Daemons that watch the
+    # same backups (a shared NAS) must agree on them to be deduplicated.
+    external_labels: dict[str, str] = Field(default_factory=dict)
+    external_url: str | None = None  # base of generatorURL; default http://HOST:PORT/
+    basic_auth: AlertmanagerAuth | None = None
+    bearer_token: str | None = Field(default=None, max_length=4096)
+    ca_file: str | None = None
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return split_urls(value) if isinstance(value, str) else value
+
+    @field_validator("urls")
+    @classmethod
+    def _http(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError("each must be an http:// or https:// URL")
+        return value
+
+    @field_validator("external_labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _LABEL.match(key) or key in ("alertname", "target", "check", "severity"):
+                raise ValueError(f"invalid or reserved label name {key!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> AlertmanagerConfig:
+        if self.basic_auth is not None and self.bearer_token is not None:
+            raise ValueError("basic_auth and bearer_token: one of them")
+        return self
+
+
 def default_state_dir() -> str:
     if os.geteuid() == 0:
         return "/var/lib/backup-monitor"
@@ -611,6 +659,7 @@ class Config(_Strict):
     verify_workers: int = Field(default=2, ge=1, le=16)
     state_dir: str = Field(default_factory=default_state_dir)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    alertmanager: AlertmanagerConfig | None = None
     targets: list[TargetConfig] = Field(default_factory=list)
 
     @field_validator("log_level", mode="before")
@@ -792,6 +841,13 @@ def render_config(config: Config, redact: Callable[[str], str]) -> str:
         dumped["max_age"] = format_duration(effective) if effective is not None else None
     for item in data["notify"]["urls"]:
         item["url"] = redact(item["url"])
+    manager = data["alertmanager"]
+    if manager:
+        manager["urls"] = [redact(url) for url in manager["urls"]]
+        if manager["basic_auth"]:
+            manager["basic_auth"]["password"] = "<secret>"  # noqa: S105 - the placeholder
+        if manager["bearer_token"]:
+            manager["bearer_token"] = "<secret>"  # noqa: S105 - the placeholder
     for dumped in data["targets"]:
         if dumped["job"] and dumped["job"]["token"]:
             dumped["job"]["token"] = "<secret>"  # noqa: S105 - the placeholder shown instead

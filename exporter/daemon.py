@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import stat
 import threading
 import time
@@ -95,7 +96,9 @@ class Daemon:
         self.verifier = Verifier(
             lambda: self.targets, self.stats, config.verify_workers, clock, config.state_dir
         )
-        self.alerting = Alerting(config, lambda: self.targets, self._scanning_health, clock)
+        self.alerting = Alerting(
+            config, lambda: self.targets, self._scanning_health, clock, self._status_url
+        )
         alert_collector = AlertCollector(
             lambda: self.alerting, lambda: self.targets, config.namespace
         )
@@ -165,6 +168,16 @@ class Daemon:
             host = "localhost"
         host = f"[{host}]" if ":" in host else host
         return f"{self.http.scheme}://{host}:{self.http.port}{self.config.metrics_path}"
+
+    def _status_url(self) -> str:
+        """The status page as an Alertmanager's reader reaches it (generatorURL)."""
+        manager = self.config.alertmanager
+        if manager is not None and manager.external_url:
+            return manager.external_url.rstrip("/") + "/"
+        host = self.http.host if self.http.host not in ("", "0.0.0.0", "::") else None  # noqa: S104
+        host = host or socket.gethostname()
+        host = f"[{host}]" if ":" in host else host
+        return f"{self.http.scheme}://{host}:{self.http.port}/"
 
     def status(self) -> dict[str, Any]:
         """The document behind /api/v1/targets and the status page."""
@@ -243,7 +256,9 @@ class Daemon:
             collector.namespace = config.namespace
         # The alerting side is rebuilt from the saved state: unchanged targets keep theirs.
         self.alerting.stop()
-        self.alerting = Alerting(config, lambda: self.targets, self._scanning_health, self.clock)
+        self.alerting = Alerting(
+            config, lambda: self.targets, self._scanning_health, self.clock, self._status_url
+        )
         self.alerting.start()
         self.config = config.model_copy(
             update={k: getattr(self.config, k) for k in ("listen", "metrics_path")}

@@ -42,6 +42,7 @@ class Evaluator(Loop):
         submit: Callable[[Notification], object],
         save: Callable[[], object],
         clock: Clock = time.time,
+        on_round: Callable[[], object] | None = None,
     ) -> None:
         super().__init__("evaluator", SAFETY_TICK, min_gap=MIN_GAP)
         self.targets = targets
@@ -50,6 +51,7 @@ class Evaluator(Loop):
         self.submit = submit
         self.save = save
         self.clock = clock
+        self.on_round = on_round  # after each round: the Alertmanager poster syncs
         self.rounds = 0
         self._lock = threading.Lock()
         self._check_errors: dict[tuple[str, str], int] = {}
@@ -109,6 +111,8 @@ class Evaluator(Loop):
             self.submit(message)
         if self.state.take_dirty():  # an unchanged state is not written again
             self.save()
+        if self.on_round is not None:
+            self.on_round()
         self.rounds += 1
         state_wake = self.state.next_wake()
         if state_wake is not None:

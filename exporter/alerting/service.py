@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from exporter.alerting.alertmanager import AlertmanagerPoster
 from exporter.alerting.delivery import Delivery, build_channels
 from exporter.alerting.evaluator import Evaluator
 from exporter.alerting.heartbeat import Heartbeat
@@ -28,6 +29,7 @@ class Alerting:
         targets: Callable[[], Sequence[Target]],
         scanning_health: HealthCheck,
         clock: Clock = time.time,
+        status_url: Callable[[], str] = lambda: "",
     ) -> None:
         notify = config.notify
         self.config = config
@@ -50,8 +52,20 @@ class Alerting:
         saved = self.store.load()
         self.state.load_json(saved.get("alerts", {}))
         self.delivery.load_json(saved.get("outbox", []))
+        manager = config.alertmanager
+        self.alertmanager = (
+            AlertmanagerPoster(manager, self.state, targets, status_url, clock)
+            if manager is not None
+            else None
+        )
         self.evaluator = Evaluator(
-            targets, self.state, notify, self.delivery.submit, self.store.save, clock
+            targets,
+            self.state,
+            notify,
+            self.delivery.submit,
+            self.store.save,
+            clock,
+            self.alertmanager.sync if self.alertmanager is not None else None,
         )
         if notify.heartbeat:
             SECRETS.register([notify.heartbeat.url])
@@ -68,18 +82,25 @@ class Alerting:
             return ok, why
         if not self.evaluator.is_alive():
             return False, "alert evaluator is not running"
+        if self.alertmanager is not None and not self.alertmanager.healthy():
+            return False, "every Alertmanager has refused alerts for too long"
         oldest = self.delivery.oldest_pending()
         if oldest is not None and self.clock() - oldest > self.config.notify.max_queue_age:
             return False, "a notification has been undeliverable for too long"
         return True, "ok"
 
     def start(self) -> None:
-        if not self.delivery.channels:
+        if self.alertmanager is not None:
+            for worker in self.alertmanager.workers:
+                log.info("posting alerts to Alertmanager %s", worker.shown)
+        elif not self.delivery.channels:
             log.info("no notification URL configured: alerts are logged and exported only")
         for channel in self.delivery.channels:
             log.info("notifying %s", channel.name)
         self.delivery.start()
         self.evaluator.start()
+        if self.alertmanager is not None:
+            self.alertmanager.start()  # after the first round: the firing alerts are known
         if self.heartbeat:
             self.heartbeat.start()
 
@@ -87,5 +108,7 @@ class Alerting:
         if self.heartbeat:
             self.heartbeat.stop()
         self.evaluator.stop()
+        if self.alertmanager is not None:
+            self.alertmanager.stop()
         self.delivery.stop()
         self.store.save()

@@ -492,6 +492,9 @@ def check_drill(
     return CheckResult(True, text, deadline)
 
 
+RUNBOOK = "https://github.com/backup-monitor/backup-monitor/blob/main/docs/runbook.md"
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     """Everything the program knows of one check; the rest is derived from this table."""
@@ -501,36 +504,67 @@ class CheckSpec:
     function: Check
     alert: str  # the bundled Prometheus rule that mirrors it (its alertname)
     needs_history: bool = False  # whether it looks past the newest backup
+    severity: str = "warning"  # as in its rule; posted to Alertmanager with the alert
 
     @property
     def runbook(self) -> str:
-        """Its anchor in the README's runbook (one heading per alert)."""
+        """Its anchor in the runbook (one heading per alert)."""
         return self.alert.lower()
+
+    @property
+    def runbook_url(self) -> str:
+        return f"{RUNBOOK}#{self.runbook}"
 
 
 CHECKS: tuple[CheckSpec, ...] = (
-    CheckSpec("age", "backup too old", check_age, "BackupTooOld"),
+    CheckSpec("age", "backup too old", check_age, "BackupTooOld", severity="critical"),
     CheckSpec("size", "backup too small", check_size, "BackupTooSmall"),
     CheckSpec("writing", "backup still being written", check_writing, "BackupStuckWriting"),
     CheckSpec("count", "too few backups", check_count, "BackupCountLow"),
-    CheckSpec("target_down", "backup directory unreadable", check_target_down, "BackupTargetDown"),
-    CheckSpec("schedule", "backup late", check_schedule, "BackupLate"),
+    CheckSpec(
+        "target_down",
+        "backup directory unreadable",
+        check_target_down,
+        "BackupTargetDown",
+        severity="critical",
+    ),
+    CheckSpec("schedule", "backup late", check_schedule, "BackupLate", severity="critical"),
     CheckSpec("gaps", "backups missing from the series", check_gaps, "BackupRunsMissing", True),
     CheckSpec("shrink", "backup shrank", check_shrink, "BackupShrunk", True),
     CheckSpec("growth", "backup grew", check_growth, "BackupGrew", True),
     CheckSpec(
         "retention", "old backups not pruned", check_retention, "BackupRetentionViolated", True
     ),
-    CheckSpec("verify", "backup failed verification", check_verify, "BackupVerifyFailed"),
+    CheckSpec(
+        "verify",
+        "backup failed verification",
+        check_verify,
+        "BackupVerifyFailed",
+        severity="critical",
+    ),
     CheckSpec("mirror", "off-site copy missing", check_mirror, "BackupMirrorLagging", True),
-    CheckSpec("job", "backup job failed", check_job, "BackupJobFailed"),
-    CheckSpec("job_output", "backup job wrote no backup", check_job_output, "BackupJobNoOutput"),
-    CheckSpec("drill", "restore drill failed", check_drill, "BackupDrillFailed"),
+    CheckSpec("job", "backup job failed", check_job, "BackupJobFailed", severity="critical"),
+    CheckSpec(
+        "job_output",
+        "backup job wrote no backup",
+        check_job_output,
+        "BackupJobNoOutput",
+        severity="critical",
+    ),
+    CheckSpec(
+        "drill", "restore drill failed", check_drill, "BackupDrillFailed", severity="critical"
+    ),
     CheckSpec("capacity", "backup disk filling up", check_capacity, "BackupCapacityLow"),
     CheckSpec(
         "permissions", "backups readable by others", check_permissions, "BackupPermissionsOpen"
     ),
-    CheckSpec("encryption", "backup not encrypted", check_encryption, "BackupNotEncrypted"),
+    CheckSpec(
+        "encryption",
+        "backup not encrypted",
+        check_encryption,
+        "BackupNotEncrypted",
+        severity="critical",
+    ),
 )
 BY_NAME = {spec.name: spec for spec in CHECKS}
 SUMMARIES = {spec.name: spec.summary for spec in CHECKS}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import zlib
 from typing import TYPE_CHECKING
 
 from exporter.loop import Loop
@@ -26,8 +27,9 @@ SPREAD = 30  # every file re-statted within 30 rounds (2.5 min at the 5 s defaul
 
 
 def _slice(names: set[str], turn: int) -> set[str]:
-    """The names whose turn it is (within a process a name's hash, so its turn, is fixed)."""
-    return {n for n in names if hash(n) % SPREAD == turn}
+    """The names whose turn it is: a name's CRC, so its turn is the same in every run
+    (str hashes are salted per process, which made the slices' sizes vary from run to run)."""
+    return {n for n in names if zlib.crc32(n.encode("utf-8", "surrogateescape")) % SPREAD == turn}
 
 
 def poll_once(handler: TargetEventHandler, turn: int = 0) -> None:

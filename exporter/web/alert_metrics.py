@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from exporter.alerting.alertmanager import AlertmanagerPoster
 from exporter.alerting.service import Alerting
 from exporter.target import Target
 
@@ -68,6 +69,8 @@ class AlertCollector(Collector):
         )
         errors.add_sample(f"{errors.name}_total", {}, alerting.store.write_errors)
         yield errors
+        if alerting.alertmanager is not None:
+            yield from _alertmanager_metrics(alerting.alertmanager)
         if alerting.heartbeat is not None:
             beat = Metric(
                 "backup_monitor_heartbeat_last_success_timestamp_seconds",
@@ -76,3 +79,23 @@ class AlertCollector(Collector):
             )
             beat.add_sample(beat.name, {}, alerting.heartbeat.last_success)
             yield beat
+
+
+def _alertmanager_metrics(poster: AlertmanagerPoster) -> Iterator[Metric]:
+    posts = Metric(
+        "backup_monitor_alertmanager_posts",
+        "Posts of the firing and resolved alerts to each Alertmanager (URL without its "
+        "secrets), by result.",
+        "counter",
+    )
+    pending = Metric(
+        "backup_monitor_alertmanager_pending",
+        "Alerts of the last post to each Alertmanager that did not go through (0 once it did).",
+        "gauge",
+    )
+    for worker in poster.workers:
+        for result, count in worker.posts.items():
+            posts.add_sample(f"{posts.name}_total", {"url": worker.shown, "result": result}, count)
+        pending.add_sample(pending.name, {"url": worker.shown}, worker.pending)
+    yield posts
+    yield pending

@@ -33,7 +33,8 @@ def test_every_check_has_its_rule_runbook_and_summary() -> None:
     for spec in checks.CHECKS:
         assert spec.alert in rules, spec.name
         url = rules[spec.alert]["annotations"]["runbook_url"]
-        assert url.endswith("/docs/runbook.md#" + spec.runbook), url
+        assert url == spec.runbook_url, url
+        assert rules[spec.alert]["labels"]["severity"] == spec.severity, spec.name
         assert f"\n## {spec.alert}\n" in runbook, spec.alert
         assert SUMMARIES[spec.name] == spec.summary
         assert f"`{spec.name}`" in documented, spec.name  # documented in a checks table

@@ -96,3 +96,36 @@ def test_verify_shorthand_and_s3_defaults(tmp_path: Path) -> None:
     local, remote = config.targets
     assert (local.verify.kind, local.verify.timeout, local.s3) == ("sqlite", 60.0, None)
     assert remote.storage.list_interval == 300.0
+
+
+def test_alertmanager_secrets_are_never_shown() -> None:
+    from exporter.alerting.redact import redact_url
+    from exporter.config import Config, render_config
+
+    config = Config.model_validate(
+        {
+            "alertmanager": {
+                "urls": "http://am1:9093 https://user:hunter2hunter2@am2:9093",
+                "basic_auth": {"username": "bm", "password": "s3cr3t-pass"},
+            }
+        }
+    )
+    assert config.alertmanager.urls[0] == "http://am1:9093"
+    shown = render_config(config, redact_url)
+    for secret in ("hunter2hunter2", "s3cr3t-pass"):
+        assert secret not in shown
+    assert "password: <secret>" in shown
+    with pytest.raises(ValueError, match="one of them"):
+        Config.model_validate(
+            {
+                "alertmanager": {
+                    "urls": ["http://am"],
+                    "basic_auth": {"username": "a", "password": "b"},
+                    "bearer_token": "t",
+                }
+            }
+        )
+    with pytest.raises(ValueError, match="reserved"):
+        Config.model_validate(
+            {"alertmanager": {"urls": ["http://am"], "external_labels": {"target": "x"}}}
+        )
