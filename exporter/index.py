@@ -161,8 +161,9 @@ class TargetSnapshot:
 
 # Offending paths a snapshot carries (the count is exact).
 INSECURE_SHOWN = 5
-# Free space is published when it moved by at least this much (a busy disk is not a
-# change of the target's every second).
+# Free space is published when it moved by at least this much, or 1 % of the filesystem,
+# or when it crossed one of the target's limits: a busy disk is not a change of every
+# target on it every few seconds (each change re-evaluates the target's checks).
 SPACE_STEP = 1024**2
 
 
@@ -492,14 +493,16 @@ class TargetIndex:
             self._changed()
         self._notify()
 
-    def set_space(self, space: Space) -> None:
-        """A new free-space sample; a change smaller than SPACE_STEP is not a change."""
+    def set_space(self, space: Space, limits: tuple[float, ...] = ()) -> None:
+        """A new free-space sample: published when it moved by SPACE_STEP and 1 % of the
+        filesystem, or crossed one of ``limits`` (bytes the checks compare it with)."""
         with self._lock:
             old = self._space
             if (
                 old is not None
                 and old.size == space.size
-                and abs(old.avail - space.avail) < SPACE_STEP
+                and abs(old.avail - space.avail) < max(SPACE_STEP, space.size // 100)
+                and all((old.avail < limit) == (space.avail < limit) for limit in limits)
             ):
                 return
             self._space = space

@@ -152,6 +152,8 @@ class LogFollower(Loop):
         self._follows: dict[str, LogFollow] = {}
 
     def round(self) -> float | None:
+        if not self._follows and not any(t.job is not None for t in self.targets()):
+            return None  # no target has a job: nothing to follow
         wanted = {
             t.name: (t.config.job.log, t.job)
             for t in self.targets()

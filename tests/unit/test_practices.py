@@ -50,14 +50,17 @@ def test_capacity_counts_runs_left_and_names_the_numbers() -> None:
     )
 
 
-def test_a_free_space_wobble_is_not_a_change() -> None:
+def test_a_free_space_wobble_is_not_a_change_but_a_crossed_limit_is() -> None:
     t = target()
     t.index.set_space(Space(10 * GiB, 100 * GiB))
     version = t.index.snapshot().version
-    t.index.set_space(Space(10 * GiB - 4096, 100 * GiB))
+    t.index.set_space(Space(10 * GiB - 500 * 1024**2, 100 * GiB))  # under 1 % of the disk
     assert t.index.snapshot().version == version
     t.index.set_space(Space(9 * GiB, 100 * GiB))
     assert t.index.snapshot().version == version + 1
+    limit = 9 * GiB - 1024  # min_free just under: a few KiB cross it
+    t.index.set_space(Space(9 * GiB - 4096, 100 * GiB), (limit,))
+    assert t.index.snapshot().version == version + 2
 
 
 def test_permissions_name_what_is_too_open(tmp_path: Path) -> None:
