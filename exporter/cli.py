@@ -258,13 +258,25 @@ def check(
 )
 @click.option("--timeout", default="60s", show_default=True, help="Time limit per file.")
 @click.option(
+    "--identity",
+    metavar="FILE",
+    help="An age identity file: age-encrypted backups are decrypted and checked inside "
+    "(needs the optional pyrage package); without it only their envelope is checked.",
+)
+@click.option(
     "--max-bytes",
     default="64GiB",
     show_default=True,
     help="Decompressed bytes read at most per file (against decompression bombs).",
 )
 def verify(
-    paths: tuple[str, ...], kind: str, query: str | None, quick: bool, timeout: str, max_bytes: str
+    paths: tuple[str, ...],
+    kind: str,
+    query: str | None,
+    quick: bool,
+    timeout: str,
+    identity: str | None,
+    max_bytes: str,
 ) -> None:
     """Check that backup files are restorable (SQLite integrity, archive CRCs, checksums).
 
@@ -282,6 +294,7 @@ def verify(
             query=query,
             timeout=parse_duration(timeout),
             max_bytes=parse_size(max_bytes),
+            identity=identity,
         )
     except ValueError as exc:
         _fail(f"--timeout/--max-bytes: {exc}", Exit.CONFIG)

@@ -429,9 +429,8 @@ def check_permissions(
         )
     shown = ", ".join(f"{path}: {what}" for path, what in snap.insecure)
     more = f" and {count - len(snap.insecure)} more" if count > len(snap.insecure) else ""
-    return CheckResult(
-        False, f"{count} paths break the permission policy: {shown}{more}", figures=figures
-    )
+    paths = "1 path breaks" if count == 1 else f"{count} paths break"
+    return CheckResult(False, f"{paths} the permission policy: {shown}{more}", figures=figures)
 
 
 def check_encryption(

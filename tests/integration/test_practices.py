@@ -77,7 +77,7 @@ def test_a_chmod_is_followed_without_a_rescan(tmp_path: Path, start_daemon) -> N
     backup.chmod(0o644)
     wait_for(lambda: failing(daemon, "permissions"), timeout=5)
     assert verdict(daemon, "permissions")[1] == (
-        "1 paths break the permission policy: backup-1.db: mode 0644 (max 0600)"
+        "1 path breaks the permission policy: backup-1.db: mode 0644 (max 0600)"
     )
     assert value(scrape(daemon.url), "backup_insecure_files", target="q") == 1
     backup.chmod(0o600)

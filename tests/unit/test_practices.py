@@ -173,3 +173,16 @@ def test_the_quota_proxy_example_applies_the_guides_practices() -> None:
     example = load_config(str(ROOT / "examples" / "quota-proxy.yml")).targets[0]
     assert (example.file_mode, example.dir_mode) == (0o600, 0o700)
     assert example.min_free_runs == 30
+
+
+def test_the_verify_command_takes_an_identity(tmp_path: Path, identity) -> None:
+    from click.testing import CliRunner
+
+    from exporter.cli import main
+
+    key_file, key = identity
+    sealed = age_file(tmp_path / "backup-1.db.age", make_db(tmp_path / "p.db").read_bytes(), key)
+    done = CliRunner().invoke(main, ["verify", "--identity", str(key_file), str(sealed)])
+    assert done.exit_code == 0, done.output
+    assert "age decrypted+sqlite" in done.output
+    assert str(key) not in done.output
