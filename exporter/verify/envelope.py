@@ -25,9 +25,9 @@ AGE = b"age-encryption.org/v1\n"
 AGE_ARMOR = b"-----BEGIN AGE ENCRYPTED FILE-----"
 PGP_ARMOR = b"-----BEGIN PGP MESSAGE-----"
 OPENSSL = b"Salted__"
-# OpenPGP packet tags an encrypted message starts with: 1 public-key and 3 symmetric-key
-# encrypted session key (old-format and new-format headers).
-_PGP_FIRST = {0x84, 0x85, 0x86, 0x8C, 0x8D, 0x8E, 0xC1, 0xC3}
+# The OpenPGP packets an encrypted message starts with, by tag, and their versions: 1 a
+# public-key, 3 a symmetric-key encrypted session key.
+_PGP_VERSIONS = {1: (3, 6), 3: (4, 5, 6)}
 # An age header holds a few stanzas; a longer one is not a header.
 MAX_AGE_HEADER = 64 * 1024
 
@@ -51,13 +51,32 @@ def encryption_of(head: bytes) -> tuple[str | None, str]:
     for magic, encryption, what in _MAGICS:
         if head.startswith(magic):
             return encryption, what
-    if head[:1] and head[0] in _PGP_FIRST:
+    if _openpgp_packet(head):
         return "openpgp", "OpenPGP message"
     if len(head) >= 262 and head[257:262] == b"ustar":
         return None, "tar archive"
     if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head[:512]):
         return None, "text"
     return None, "unrecognised data"
+
+
+def _openpgp_packet(head: bytes) -> bool:
+    """Whether ``head`` starts with a session key packet (its header and version byte
+    parsed: one byte alone would take 3 % of random data for OpenPGP)."""
+    if len(head) < 4:
+        return False
+    first = head[0]
+    if first & 0xC0 == 0xC0:  # new format: tag in the low 6 bits, then the length
+        tag, octet = first & 0x3F, head[1]
+        body = 2 if octet < 192 else 3 if octet < 224 else 6 if octet == 255 else None
+    elif first & 0xC0 == 0x80:  # old format: tag in bits 2-5, the length type in 0-1
+        tag = (first >> 2) & 0x0F
+        body = {0: 2, 1: 3, 2: 5}.get(first & 0x03)
+    else:
+        return False
+    if body is None or len(head) <= body:
+        return False
+    return head[body] in _PGP_VERSIONS.get(tag, ())
 
 
 def sniff(path: str, name: str, size: int, stamp: float) -> Envelope | None:

@@ -94,6 +94,10 @@ def test_encryption_is_recognised_by_content() -> None:
     assert encryption_of(b"-----BEGIN PGP MESSAGE-----\n")[0] == "openpgp"
     assert encryption_of(b"\x8c\x0d\x04\x09\x03\x02" + bytes(20))[0] == "openpgp"
     assert encryption_of(b"\xc1\x5e\x03" + bytes(20))[0] == "openpgp"
+    assert encryption_of(b"\x8c\x0d\x99" + bytes(20))[0] is None  # no such version
+    # Random data is not taken for OpenPGP because of its first byte.
+    seen = [encryption_of(bytes([first, 7, 200, 1]) + bytes(20))[0] for first in range(256)]
+    assert seen.count("openpgp") == 0
     assert encryption_of(b"Salted__12345678" + bytes(16))[0] == "openssl"
     assert encryption_of(b"SQLite format 3\x00" + bytes(100)) == (None, "SQLite database")
     assert encryption_of(b"\x1f\x8b\x08\x00") == (None, "gzip data")
@@ -141,7 +145,7 @@ def test_an_age_backup_is_verified_inside_with_the_identity(tmp_path: Path, iden
     assert envelope.ok
     assert "MAC needs decrypt_identity" in envelope.reason
     # Garbage inside a database backup, a truncated file, another identity: broken.
-    garbage = age_file(tmp_path / "backup-2.db.age", os.urandom(50_000), key)
+    garbage = age_file(tmp_path / "backup-2.db.age", bytes(range(256)) * 200, key)
     assert "not a SQLite database" in verify_file(str(garbage), with_key).reason
     truncated = tmp_path / "backup-3.db.age"
     truncated.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
