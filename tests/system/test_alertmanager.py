@@ -68,6 +68,9 @@ class Alertmanager:
         wait_for(ready, timeout=30)
         return self
 
+    def settled(self) -> bool:
+        return "gossip settled" in (self.workdir / "log").read_text()
+
     def peers_seen(self) -> int:
         status = json.loads(fetch(self.url + "/api/v2/status"))
         return len((status.get("cluster") or {}).get("peers") or [])
@@ -126,6 +129,8 @@ def alertmanagers(tmp_path: Path, webhook: WebhookReceiver) -> Iterator[Callable
             started.append(instance.start())
         if count > 1:
             wait_for(lambda: all(i.peers_seen() == count for i in instances), timeout=30)
+            # Notifications wait for the gossip to settle: measure latencies after it.
+            wait_for(lambda: all(i.settled() for i in instances), timeout=30)
         return instances
 
     yield start
