@@ -67,6 +67,18 @@ format_option = click.option(
 )
 
 
+def config_option(what: str) -> Decorator:
+    """--config/-c FILE (or BACKUP_MONITOR_CONFIG), said of as ``what``."""
+    return click.option(
+        "--config",
+        "-c",
+        "config_path",
+        envvar="BACKUP_MONITOR_CONFIG",
+        metavar="FILE",
+        help=f"{what} [env: BACKUP_MONITOR_CONFIG].",
+    )
+
+
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--target",
@@ -77,14 +89,7 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
         help="A backup directory to watch (repeatable); NAME defaults to its base name. "
         "Replaces the targets of the config file.",
     )(func)
-    return click.option(
-        "--config",
-        "-c",
-        "config_path",
-        envvar="BACKUP_MONITOR_CONFIG",
-        metavar="FILE",
-        help="YAML configuration file [env: BACKUP_MONITOR_CONFIG].",
-    )(func)
+    return config_option("YAML configuration file")(func)
 
 
 @click.group(
@@ -326,15 +331,7 @@ def verify(
     help="The daemon's base URL, user:password@ for basic auth [env: BACKUP_MONITOR_URL; "
     "default: the configured listen address].",
 )
-@click.option(
-    "--config",
-    "-c",
-    "config_path",
-    envvar="BACKUP_MONITOR_CONFIG",
-    metavar="FILE",
-    help="The daemon's configuration, for its address and the target's token "
-    "[env: BACKUP_MONITOR_CONFIG].",
-)
+@config_option("The daemon's configuration, for its address and the target's token")
 @click.option(
     "--token",
     envvar="BACKUP_MONITOR_JOB_TOKEN",
@@ -419,14 +416,7 @@ def _serves_tls(config: Config, warn: Callable[[str], None]) -> bool:
     help="Restore this file instead of the target's newest backup (and the drill's picks).",
 )
 @format_option
-@click.option(
-    "--config",
-    "-c",
-    "config_path",
-    envvar="BACKUP_MONITOR_CONFIG",
-    metavar="FILE",
-    help="YAML configuration file [env: BACKUP_MONITOR_CONFIG].",
-)
+@config_option("YAML configuration file")
 def drill(target_name: str, backup: str | None, output: str, config_path: str | None) -> None:
     """Run one restore drill now: restore, check, compare with the live database.
 

@@ -59,6 +59,7 @@ class Record(Generic[S]):
     """
 
     kind = "record"
+    saved_when_new = False  # True: a record not found on disk is written at once
 
     def __init__(
         self,
@@ -75,6 +76,8 @@ class Record(Generic[S]):
         self._listeners: list[Callable[[str], None]] = []
         self._save_failing = False
         self._status = self._load()
+        if self.saved_when_new and writable and path is not None and self._status.version == 0:
+            self._change(lambda status: status)
 
     def empty(self) -> S:
         raise NotImplementedError

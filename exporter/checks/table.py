@@ -472,8 +472,6 @@ def check_drill(
         detail = "\n".join(_drill_text(r) for r in status.results)
         return CheckResult(False, _drill_text(failed[0]), detail=detail)
     start = status.last_success_at or status.since
-    if not start:
-        return CheckResult(True, "no drill yet")  # a record never saved (`check`)
     # Two periods after the last success (or since drills began), plus one drill's time.
     schedule = target.drill_schedule
     deadline = schedule.next_after(schedule.next_after(start)) + schedule.grace

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-import stat
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import BinaryIO
 
 from exporter.config import JobLogConfig
 from exporter.loop import Loop
 from exporter.sources.jobs import JobRecord
+from exporter.sources.listing import open_regular
 from exporter.target import Target
 
 log = logging.getLogger(__name__)
@@ -25,16 +26,6 @@ POLL = 0.5  # a failure line reaches the record within this (one stat per log pe
 READ_MAX = 1024**2  # per log and round: a burst is read over several rounds
 LINE_MAX = 64 * 1024  # a longer line is cut here
 OUTPUT_KEPT = 10 * 1024  # the output kept per run, like the run wrapper's tail
-
-
-def _open_regular(path: str) -> tuple[int, os.stat_result] | None:
-    """A read descriptor of ``path`` if it is a regular file (a FIFO would block)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        return None
-    return fd, info
 
 
 class LogFollow:
@@ -46,6 +37,7 @@ class LogFollow:
         self.success = re.compile(config.success) if config.success else None
         self.failure = re.compile(config.failure) if config.failure else None
         self.start = re.compile(config.start) if config.start else None
+        self.handle: BinaryIO | None = None
         self.fd: int | None = None
         self.ident: tuple[int, int] | None = None
         self.offset = 0
@@ -56,9 +48,9 @@ class LogFollow:
         self.problem = ""
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-        self.fd, self.ident = None, None
+        if self.handle is not None:
+            self.handle.close()
+        self.handle, self.fd, self.ident = None, None, None
 
     def poll(self) -> None:
         try:
@@ -79,14 +71,12 @@ class LogFollow:
 
     def _open(self) -> None:
         try:
-            opened = _open_regular(self.config.path)
+            handle = open_regular(self.config.path)  # a FIFO would block the thread
         except OSError as exc:
             self._report(f"cannot open {self.config.path}: {exc.strerror or exc}")
             return
-        if opened is None:
-            self._report(f"{self.config.path} is not a regular file")
-            return
-        self.fd, info = opened
+        self.handle, self.fd = handle, handle.fileno()
+        info = os.fstat(self.fd)
         self.ident = (info.st_dev, info.st_ino)
         # A log there when following begins is old news; one created later is all new.
         self.offset = info.st_size if self.at_start else 0

@@ -16,9 +16,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from stat import S_ISLNK, S_ISREG
+from typing import BinaryIO
 
 from exporter.index import FileMap
 from exporter.sources.matcher import Matcher
@@ -41,6 +43,38 @@ def describe_os_error(exc: OSError) -> str:
         errno.ELOOP: "too many levels of symbolic links",
     }
     return reasons.get(exc.errno or 0, exc.strerror or str(exc))
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+class NotRegular(OSError):
+    """A path that is not a regular file (it is never opened for reading)."""
+
+
+def open_regular(path: str) -> BinaryIO:
+    """Open a regular file for reading, never blocking: a FIFO, device, socket or
+    directory (or a symlink to one) raises NotRegular instead of being read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegular(f"{_kind_of(mode)}, not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def stat_backup(path: str) -> tuple[int, float, int] | None:

@@ -28,7 +28,6 @@ import lzma
 import os
 import shutil
 import sqlite3
-import stat
 import tarfile
 import tempfile
 import threading
@@ -40,6 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import IO, BinaryIO
 
+from exporter.sources.listing import NotRegular, open_regular
 from exporter.units import printable
 from exporter.verify.envelope import EnvelopeBroken, check_envelope, decrypt_age, encryption_of
 
@@ -118,38 +118,6 @@ class Budget:
             )
 
 
-def _kind_of(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISDIR, "a directory"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-class NotRegular(OSError):
-    """A path that is not a regular file (it is never opened for reading)."""
-
-
-def open_regular(path: str) -> BinaryIO:
-    """Open a regular file for reading, never blocking: a FIFO, device, socket or
-    directory (or a symlink to one) raises NotRegular instead of being read."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotRegular(f"{_kind_of(mode)}, not a regular file")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def _head(path: str, size: int = 512) -> bytes:
     with open_regular(path) as handle:
         return handle.read(size)
@@ -222,17 +190,44 @@ def _describe_stream_error(exc: BaseException) -> str:
     return text
 
 
-def check_sqlite(path: str, options: VerifyOptions, budget: Budget) -> None:
+def sqlite_uri(path: str, query: str) -> str:
     # fsencode: a name that is not UTF-8 (surrogate-escaped) is quoted byte by byte.
-    quoted = urllib.parse.quote(os.fsencode(os.path.abspath(path)))
-    uri = "file:" + quoted + "?mode=ro&immutable=1"
-    try:
-        conn = sqlite3.connect(uri, uri=True, timeout=1, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise VerifyError(str(exc)) from None
+    return "file:" + urllib.parse.quote(os.fsencode(os.path.abspath(path))) + "?" + query
+
+
+@contextlib.contextmanager
+def bounded(
+    conn: sqlite3.Connection,
+    budget: Budget,
+    label: str,
+    failed: type[Exception] = VerifyError,
+    timed_out: type[Exception] = VerifyTimeout,
+) -> Iterator[sqlite3.Connection]:
+    """A connection interrupted when the budget's time is up, and closed afterwards; its
+    errors become ``failed`` (``timed_out`` for the interruption)."""
     timer = threading.Timer(budget.left(), conn.interrupt)
     timer.start()
     try:
+        yield conn
+    except sqlite3.OperationalError as exc:
+        if "interrupted" in str(exc):
+            raise timed_out(f"{label} timed out after {budget.seconds:g}s") from None
+        raise failed(str(exc)) from None
+    except sqlite3.DatabaseError as exc:
+        raise failed(str(exc)) from None
+    finally:
+        timer.cancel()
+        conn.close()
+
+
+def check_sqlite(path: str, options: VerifyOptions, budget: Budget) -> None:
+    try:
+        conn = sqlite3.connect(
+            sqlite_uri(path, "mode=ro&immutable=1"), uri=True, timeout=1, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise VerifyError(str(exc)) from None
+    with bounded(conn, budget, "verification"):
         pragma = "quick_check" if options.sqlite_check == "quick_check" else "integrity_check"
         rows = conn.execute(f"PRAGMA {pragma}").fetchall()
         if [tuple(r) for r in rows] != [("ok",)]:
@@ -242,15 +237,6 @@ def check_sqlite(path: str, options: VerifyOptions, budget: Budget) -> None:
             row = conn.execute(options.query).fetchone()
             if row is None:
                 raise VerifyError(f"verify_query returned no row: {options.query}")
-    except sqlite3.OperationalError as exc:
-        if "interrupted" in str(exc):
-            raise VerifyTimeout(f"verification timed out after {budget.seconds:g}s") from None
-        raise VerifyError(str(exc)) from None
-    except sqlite3.DatabaseError as exc:
-        raise VerifyError(str(exc)) from None
-    finally:
-        timer.cancel()
-        conn.close()
 
 
 def room_in(directory: str) -> int:

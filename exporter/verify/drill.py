@@ -18,10 +18,8 @@ import random
 import shutil
 import sqlite3
 import tempfile
-import threading
 import time
-import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,10 +33,12 @@ from exporter.verify.content import (
     SQLITE_MAGIC,
     Budget,
     VerifyError,
+    bounded,
     compression_of,
     open_decompressed,
     open_regular,
     room_in,
+    sqlite_uri,
 )
 
 # The live database is busy with its own writers: wait this long for a lock, no longer.
@@ -78,31 +78,17 @@ class DrillResult:
     tables: tuple[TableCount, ...] = ()
 
 
-def _connect(path: str, read_only: bool, budget: Budget) -> sqlite3.Connection:
+def _connect(path: str, read_only: bool) -> sqlite3.Connection:
     if read_only:
-        quoted = urllib.parse.quote(os.fsencode(os.path.abspath(path)))
-        return sqlite3.connect(
-            f"file:{quoted}?mode=ro", uri=True, timeout=BUSY_TIMEOUT, check_same_thread=False
-        )
+        uri = sqlite_uri(path, "mode=ro")  # never immutable: the live file has writers
+        return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, check_same_thread=False)
     return sqlite3.connect(path, timeout=BUSY_TIMEOUT, check_same_thread=False)
 
 
-@contextlib.contextmanager
-def _interruptible(conn: sqlite3.Connection, budget: Budget) -> Iterator[sqlite3.Connection]:
-    """The connection, interrupted when the drill's time is up, and closed afterwards."""
-    timer = threading.Timer(budget.left(), conn.interrupt)
-    timer.start()
-    try:
-        yield conn
-    except sqlite3.OperationalError as exc:
-        if "interrupted" in str(exc):
-            raise DrillFailed(f"timed out after {budget.seconds:g}s") from None
-        raise DrillFailed(str(exc)) from None
-    except sqlite3.DatabaseError as exc:
-        raise DrillFailed(str(exc)) from None
-    finally:
-        timer.cancel()
-        conn.close()
+def _interruptible(
+    conn: sqlite3.Connection, budget: Budget
+) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    return bounded(conn, budget, "drill", DrillFailed, DrillFailed)
 
 
 def _free(directory: str) -> int:
@@ -190,7 +176,7 @@ def _compare(
         return tuple(TableCount(name, _count(restored, name), None) for name in sorted(ours))
     if not os.path.isfile(live_path):
         raise DrillFailed(f"live database {printable(live_path)} not found")
-    with _interruptible(_connect(live_path, True, budget), budget) as live:
+    with _interruptible(_connect(live_path, True), budget) as live:
         live.execute("BEGIN")  # one snapshot of the live database for every count
         theirs = _tables(live)
         live_counts = {name: _count(live, name) for name in theirs}
@@ -267,7 +253,7 @@ def run_drill(
             phases.begin("copy")
             _copy(backup, copy, budget, room_in(workdir))
             phases.begin("restore")
-            with _interruptible(_connect(copy, False, budget), budget) as conn:
+            with _interruptible(_connect(copy, False), budget) as conn:
                 _restore_checks(conn)
                 phases.begin("queries")
                 _queries(conn, config)
@@ -349,7 +335,7 @@ class _Result(_Shape):
 
 
 class _DrillFile(_Shape):
-    since: float = 0.0
+    since: float = Field(gt=0)
     ran_at: float | None = None
     results: list[_Result] = Field(default_factory=list, max_length=10)
     last_success_at: float | None = None
@@ -366,21 +352,12 @@ class DrillRecord(Record[DrillStatus]):
     result nor runs a drill again before it is due."""
 
     kind = "drill record"
-
-    def __init__(
-        self,
-        name: str,
-        path: str | None,
-        clock: Callable[[], float] = time.time,
-        writable: bool = True,
-    ) -> None:
-        super().__init__(name, path, clock, writable)
-        if self.status.since == 0.0 and writable:
-            # The first window ("a success within two periods") starts now, and is saved.
-            self._change(lambda s: replace(s, since=self.clock()))
+    # The first window ("a success within two periods") starts when drills are configured,
+    # and a restart must not move it: a new record is saved at once.
+    saved_when_new = True
 
     def empty(self) -> DrillStatus:
-        return DrillStatus()
+        return DrillStatus(since=self.clock())
 
     def loaded(self, document: dict[str, Any]) -> DrillStatus:
         shape = _DrillFile.model_validate(document)

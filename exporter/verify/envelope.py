@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
-import stat
 from typing import BinaryIO
 
 from exporter.index import Envelope
+from exporter.sources.listing import open_regular
 
 AGE = b"age-encryption.org/v1\n"
 AGE_ARMOR = b"-----BEGIN AGE ENCRYPTED FILE-----"
@@ -82,17 +81,10 @@ def _openpgp_packet(head: bytes) -> bool:
 def sniff(path: str, name: str, size: int, stamp: float) -> Envelope | None:
     """What the backup at ``path`` is, from its first 512 bytes (None: unreadable)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        with open_regular(path) as handle:
+            head = handle.read(512)
     except OSError:
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        head = os.pread(fd, 512, 0)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     encryption, looks_like = encryption_of(head)
     return Envelope(name, size, stamp, encryption, looks_like)
 

@@ -6,13 +6,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import make_config, scrape, value, wait_for
+from tests.conftest import make_config, scrape, small_tmpfs, value, wait_for
 from tests.helpers import base_config, make_db, run_cli, write_config
 from tests.peers import WebhookReceiver
 
@@ -127,12 +124,7 @@ def test_a_scheduled_drill_alerts_with_the_table_and_agrees_with_the_command(
 
 
 def test_a_drill_out_of_scratch_space_says_so_and_leaves_nothing(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(scratch)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "scratch", "8m") as scratch:
         (tmp_path / "backups").mkdir()
         big = make_db(tmp_path / "big.db", rows=120_000)  # 12 MB: more than the 8 MB there
         compressed = tmp_path / "backups" / "backup-1.db.gz"
@@ -145,5 +137,3 @@ def test_a_drill_out_of_scratch_space_says_so_and_leaves_nothing(tmp_path: Path)
             assert done.returncode == 1, done.stdout + done.stderr
             assert reason in done.stdout
             assert list(scratch.iterdir()) == []
-    finally:
-        subprocess.run(["umount", str(scratch)], check=False)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 from pathlib import Path
 
 import pyrage
 import pytest
 
-from tests.conftest import make_config, scrape, value, wait_for, write_backup
+from tests.conftest import make_config, scrape, small_tmpfs, value, wait_for, write_backup
 from tests.helpers import base_config, make_db, run_cli, write_config
 
 
@@ -33,13 +32,8 @@ def passing(daemon, check: str) -> bool:
 
 @pytest.fixture
 def small_fs(tmp_path: Path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", str(mount)], check=False)
+    with small_tmpfs(tmp_path / "small", "32m") as mount:
+        yield mount
 
 
 def test_capacity_fails_as_the_disk_fills_and_recovers_when_freed(
